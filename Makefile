@@ -1,0 +1,51 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv on first use; re-running is
+# fast when requirements/ and setup.py have not changed (a stamp file records the last install).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ssvif-installed
+
+# Network safety: every ROS process started from here talks on loopback only, in a domain of its own
+# (override with `make ... ROS_DOMAIN_ID=N`).
+ROS_DOMAIN_ID := $(shell $(PYTHON) -c 'import random; print(random.randint(1, 100))')
+export ROS_DOMAIN_ID
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+
+DEMO_OUT ?= out/demo
+
+.PHONY: help venv test lint format demo bench clean
+
+help:
+	@echo "make demo   set up .venv and run the demo (writes $(DEMO_OUT)/)"
+	@echo "make test   set up .venv and run ruff + the test suite"
+	@echo "make bench  run the benchmarks in bench/ (JSON on stdout)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements/core.txt requirements/ros.txt requirements/dev.txt setup.py setup.cfg package.xml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) -m ssvif_ros.tools.demo --out $(DEMO_OUT)
+
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build install log out .pytest_cache .ruff_cache

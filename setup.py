@@ -1,0 +1,35 @@
+"""ament_python package setup: the library, its console scripts, launch files and YAML configs."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ssvif_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={PACKAGE: ["weights/*.safetensors", "weights/*.json", "weights/*.md"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="ssvif_ros maintainers",
+    maintainer_email="maintainers@users.noreply.h-seed-cf2d3a5d.example",
+    description="Visible + thermal image fusion for ROS 2, trained segmentation-aware (SSVIF).",
+    license="MIT",
+    python_requires=">=3.10",
+    entry_points={
+        "console_scripts": [
+            "ssvif-fuse = ssvif_ros.tools.fuse_images:main",
+            "ssvif-synthetic = ssvif_ros.data.synthetic:main",
+            "ssvif-check-data = ssvif_ros.data.check:main",
+        ],
+    },
+)

@@ -1,0 +1,184 @@
+"""Training losses: the unsupervised fusion loss and the cross-segmentation consistency (CSC) loss.
+
+Fusion loss (SwinFusion's terms plus a colour term), with F the fused image and Y(·) the BT.601
+luminance (:func:`ssvif_ros.models.color.rgb_to_y`; a 1-channel image is its own luminance):
+
+- ``int``   = L1(Y(F), max(Y(vis), ir))
+- ``grad``  = L1(S(Y(F)), max(S(Y(vis)), S(ir))), S = Sobel |Gx| + |Gy| (replicate padding)
+- ``ssim``  = 0.5·(1 − SSIM(Y(F), Y(vis))) + 0.5·(1 − SSIM(Y(F), ir))   (pytorch-msssim, data_range 1)
+- ``color`` = L1(CbCr(F), CbCr(vis))   (RGB only; 0 for 1-channel images)
+
+The intensity, gradient and structure terms are taken on luminance because the infrared source has no
+colour: comparing each RGB channel with max(vis_c, ir) would pull hot regions towards gray, fighting the
+colour term. So luminance carries the fusion and the chroma is tied to the visible image, each by one term.
+
+CSC loss (SSVIF): the fused-feature head and the SegFormer on the fused image teach each other; at each
+pixel the branch with the higher maximum softmax probability provides the (detached) pseudo label, and
+both branches are trained on it with cross-entropy + soft Dice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ssim
+
+from .models.color import infrared_single_channel, rgb_to_y, rgb_to_ycbcr
+
+FUSION_TERMS = ("int", "grad", "ssim", "color")
+
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+def sobel_magnitude(image: torch.Tensor) -> torch.Tensor:
+    """|Gx| + |Gy| of each channel: (B,C,H,W) -> (B,C,H,W).
+
+    Replicate padding, so a flat image has zero gradient at its border too (zero padding would invent
+    an edge along the frame and reward the fused image for copying it).
+    """
+    if image.dim() != 4:
+        raise ValueError(f"sobel_magnitude expects (B,C,H,W), got {tuple(image.shape)}")
+    channels = image.shape[1]
+    kx = _SOBEL_X.to(image)
+    kernels = torch.stack([kx, kx.t()]).unsqueeze(1).repeat(channels, 1, 1, 1)  # (2C,1,3,3)
+    padded = F.pad(image, (1, 1, 1, 1), mode="replicate")
+    g = F.conv2d(padded, kernels, groups=channels)  # (B,2C,H,W): Gx, Gy per channel
+    g = g.view(image.shape[0], channels, 2, *image.shape[-2:])
+    return g.abs().sum(dim=2)
+
+
+@dataclass(frozen=True)
+class FusionLoss:
+    """Weighted sum of the fusion terms; defaults follow SwinFusion (λ_int 20, λ_grad 20, λ_ssim 10).
+
+    ``w_color`` (10) is provisional, to be set by an ablation.
+
+    ``loss(fused, vis, ir) -> (total, terms)``: ``fused`` and ``vis`` (B,3,H,W) RGB or (B,1,H,W)
+    luminance in [0,1], ``ir`` (B,1,H,W) (or replicated (B,3,H,W)) in [0,1]. ``terms`` maps
+    "int", "grad", "ssim", "color" to the UNWEIGHTED scalar terms, still attached to the graph so a
+    weighting scheme can recombine them; ``total = Σ w_k · terms[k]``.
+    SSIM needs images of at least ``ssim_win_size`` pixels per side.
+    """
+
+    w_int: float = 20.0
+    w_grad: float = 20.0
+    w_ssim: float = 10.0
+    w_color: float = 10.0
+    ssim_win_size: int = 11
+
+    def __post_init__(self) -> None:
+        for name in FUSION_TERMS:
+            if getattr(self, f"w_{name}") < 0:
+                raise ValueError(f"FusionLoss.w_{name} must be >= 0, got {getattr(self, f'w_{name}')}")
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Term name -> weight, in the order of :data:`FUSION_TERMS`."""
+        return {name: float(getattr(self, f"w_{name}")) for name in FUSION_TERMS}
+
+    def terms(self, fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The four unweighted terms (0-dim tensors)."""
+        _check_fusion_shapes(fused, vis, ir)
+        ir = infrared_single_channel(ir)
+        fused_y, vis_y = rgb_to_y(fused), rgb_to_y(vis)
+
+        intensity = F.l1_loss(fused_y, torch.maximum(vis_y, ir))
+        gradient = F.l1_loss(
+            sobel_magnitude(fused_y), torch.maximum(sobel_magnitude(vis_y), sobel_magnitude(ir))
+        )
+        win = self.ssim_win_size
+        structure = 0.5 * (1.0 - ssim(fused_y, vis_y, data_range=1.0, win_size=win)) + 0.5 * (
+            1.0 - ssim(fused_y, ir, data_range=1.0, win_size=win)
+        )
+        if fused.shape[1] == 3:
+            color = F.l1_loss(rgb_to_ycbcr(fused)[:, 1:], rgb_to_ycbcr(vis)[:, 1:])
+        else:
+            color = fused.new_zeros(())
+        return {"int": intensity, "grad": gradient, "ssim": structure, "color": color}
+
+    def __call__(
+        self, fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms = self.terms(fused, vis, ir)
+        total = sum((w * terms[name] for name, w in self.weights.items()), start=fused.new_zeros(()))
+        return total, terms
+
+
+def _check_fusion_shapes(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> None:
+    if fused.dim() != 4 or fused.shape[1] not in (1, 3):
+        raise ValueError(f"fused must be (B,3,H,W) RGB or (B,1,H,W) luminance, got {tuple(fused.shape)}")
+    if vis.shape != fused.shape:
+        raise ValueError(f"vis {tuple(vis.shape)} must have the shape of fused {tuple(fused.shape)}")
+    if ir.dim() != 4 or ir.shape[0] != fused.shape[0] or ir.shape[-2:] != fused.shape[-2:]:
+        raise ValueError(f"ir {tuple(ir.shape)} does not match fused {tuple(fused.shape)} in batch or size")
+
+
+def _check_logits(logits_a: torch.Tensor, logits_b: torch.Tensor) -> None:
+    if logits_a.dim() != 4 or logits_a.shape != logits_b.shape:
+        raise ValueError(
+            "csc_loss needs two logits of the same (B,K,H,W) shape, got "
+            f"logits_a {tuple(logits_a.shape)} and logits_b {tuple(logits_b.shape)}"
+        )
+
+
+@torch.no_grad()
+def csc_pseudo_label(logits_a: torch.Tensor, logits_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pixel, the argmax of the more confident branch (higher max softmax probability; ties go to a).
+
+    (B,K,H,W) ×2 -> (labels (B,H,W) int64, a_is_teacher (B,H,W) bool); computed without gradient.
+    """
+    _check_logits(logits_a, logits_b)
+    conf_a, label_a = logits_a.float().softmax(dim=1).max(dim=1)
+    conf_b, label_b = logits_b.float().softmax(dim=1).max(dim=1)
+    a_is_teacher = conf_a >= conf_b
+    return torch.where(a_is_teacher, label_a, label_b), a_is_teacher
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 − mean over classes of (2·Σ p·y + s) / (Σ p + Σ y + s), sums over batch and pixels.
+
+    ``logits`` (B,K,H,W), ``target`` (B,H,W) int64 class indices. Every class counts, also those absent
+    from the target; the smoothing ``s`` keeps an absent class with (near-)zero predicted mass finite
+    (its Dice tends to 1) instead of 0/0.
+    """
+    num_classes = logits.shape[1]
+    probs = logits.float().softmax(dim=1)
+    onehot = F.one_hot(target, num_classes).permute(0, 3, 1, 2).to(probs)
+    dims = (0, 2, 3)
+    intersection = (probs * onehot).sum(dims)
+    denominator = probs.sum(dims) + onehot.sum(dims)
+    dice = (2.0 * intersection + smooth) / (denominator + smooth)
+    return 1.0 - dice.mean()
+
+
+def csc_loss(
+    logits_a: torch.Tensor, logits_b: torch.Tensor, smooth: float = 1.0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Cross-segmentation consistency: mean of the two branches' (CE + soft Dice) on the shared pseudo label.
+
+    ``logits_a``, ``logits_b``: (B,K,H,W), the same shape (a: fused-feature head, b: SegFormer, by
+    convention). Returns ``(loss, info)``; ``info`` holds detached 0-dim tensors for logging (no host
+    sync): "teacher_a_fraction" (share of pixels where a gave the label), "agreement" (share of pixels
+    where both argmaxes agree), and "ce_a", "dice_a", "ce_b", "dice_b".
+    """
+    if smooth < 0:
+        raise ValueError(f"csc_loss: smooth must be >= 0, got {smooth}")
+    labels, a_is_teacher = csc_pseudo_label(logits_a, logits_b)
+    ce_a = F.cross_entropy(logits_a.float(), labels)
+    ce_b = F.cross_entropy(logits_b.float(), labels)
+    dice_a = soft_dice_loss(logits_a, labels, smooth)
+    dice_b = soft_dice_loss(logits_b, labels, smooth)
+    loss = 0.5 * ((ce_a + dice_a) + (ce_b + dice_b))
+    with torch.no_grad():
+        agreement = (logits_a.argmax(dim=1) == logits_b.argmax(dim=1)).float().mean()
+    info = {
+        "teacher_a_fraction": a_is_teacher.float().mean(),
+        "agreement": agreement,
+        "ce_a": ce_a.detach(),
+        "dice_a": dice_a.detach(),
+        "ce_b": ce_b.detach(),
+        "dice_b": dice_b.detach(),
+    }
+    return loss, info

@@ -1,0 +1,44 @@
+"""The interface every fusion model implements: a backbone that fuses, an image decoder that renders.
+
+Keeping the two halves as named submodules lets the SSVIF recipe attach its segmentation head to the
+fused features, and lets tools count or export each half.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .color import infrared_single_channel
+
+
+class FusionModel(nn.Module):
+    """``backbone(vis, ir) -> features`` then ``decoder(features, vis, ir) -> fused``.
+
+    Shapes: ``vis`` (B, in_chans, H, W) in [0,1] (in_chans 3 for RGB, 1 for luminance), ``ir`` (B,1,H,W)
+    in [0,1] (a replicated 3-channel IR is reduced to one channel here), ``fused`` (B, in_chans, H, W) in
+    [0,1], ``features`` (B, feature_channels, h, w) with h, w at most H, W (a model may keep its fused
+    features at a reduced resolution; the segmentation head upsamples its logits to the image size).
+
+    The decoder receives the sources too: models whose features are at a reduced resolution use them
+    as full-resolution guidance; the others ignore them.
+    """
+
+    def __init__(self, backbone: nn.Module, decoder: nn.Module, in_chans: int, feature_channels: int):
+        super().__init__()
+        if in_chans not in (1, 3):
+            raise ValueError(f"in_chans must be 1 (luminance) or 3 (RGB), got {in_chans}")
+        self.backbone = backbone
+        self.decoder = decoder
+        self.in_chans = in_chans
+        self.feature_channels = feature_channels
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if vis.dim() != 4 or vis.shape[1] != self.in_chans:
+            raise ValueError(f"vis must be (B,{self.in_chans},H,W), got {tuple(vis.shape)}")
+        ir = infrared_single_channel(ir)
+        if ir.shape[0] != vis.shape[0] or ir.shape[-2:] != vis.shape[-2:]:
+            raise ValueError(f"ir {tuple(ir.shape)} does not match vis {tuple(vis.shape)} in batch or size")
+        features = self.backbone(vis, ir)
+        fused = self.decoder(features, vis, ir)
+        return fused, features

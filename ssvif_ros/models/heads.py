@@ -1,0 +1,56 @@
+"""The training-only segmentation head that reads a fusion model's features (the SSVIF fused-feature branch).
+
+Its logits are one of the two branches compared by the cross-segmentation consistency loss
+(:func:`ssvif_ros.losses.csc_loss`); the head is dropped at deployment, so it is kept small.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    # No conv bias: the BatchNorm shift that follows makes it redundant.
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SegHead(nn.Module):
+    """Two 3×3 conv-BN-ReLU layers and a 1×1 classifier on the fused features.
+
+    ``forward(features (B, in_channels, h, w), size=(H, W)) -> logits (B, num_classes, H, W)``, upsampled
+    bilinearly (align_corners=False) to ``size``; ``size=None`` keeps the feature resolution (h, w).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int = 9, hidden_channels: int = 64):
+        super().__init__()
+        for name, value in (
+            ("in_channels", in_channels),
+            ("num_classes", num_classes),
+            ("hidden_channels", hidden_channels),
+        ):
+            if value < 1:
+                raise ValueError(f"SegHead: {name} must be >= 1, got {value}")
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.hidden_channels = hidden_channels
+        self.body = nn.Sequential(
+            _conv_bn_relu(in_channels, hidden_channels),
+            _conv_bn_relu(hidden_channels, hidden_channels),
+        )
+        self.classifier = nn.Conv2d(hidden_channels, num_classes, kernel_size=1)
+
+    def forward(self, features: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        if features.dim() != 4 or features.shape[1] != self.in_channels:
+            raise ValueError(
+                f"SegHead expects features (B,{self.in_channels},h,w), got {tuple(features.shape)}"
+            )
+        logits = self.classifier(self.body(features))
+        if size is not None and tuple(size) != tuple(logits.shape[-2:]):
+            logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+        return logits
