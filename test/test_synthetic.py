@@ -279,3 +279,19 @@ def test_cli_writes_paired_folders(tmp_path, capsys) -> None:
     assert ir8.mode == "L"
     with pytest.raises(SystemExit):
         syn.main(["--out", str(out), "--conditions", "rain"])
+
+
+def test_cli_output_loads_as_a_paired_dataset_with_labels(tmp_path) -> None:
+    from ssvif_ros.data import PairedFolderDataset
+
+    out = tmp_path / "synth"
+    assert syn.main(["--out", str(out), "-n", "4", "--size", "80x64", "--num-classes", "9"]) == 0
+    for thermal_16bit in (False, True):
+        if thermal_16bit:
+            syn.write_dataset(out, 4, width=80, height=64, thermal_16bit=True, num_classes=9)
+        ds = PairedFolderDataset(out, load_labels=True)
+        assert len(ds) == 4
+        item = ds[0]
+        assert item["vis"].shape == (3, 64, 80) and item["ir"].shape == (1, 64, 80)
+        assert 0.0 <= float(item["ir"].min()) and float(item["ir"].max()) <= 1.0
+        assert int(item["label"].max()) < 9

@@ -64,9 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = FusionEngine(weights=weights)
         methods[f"model {engine.name}"] = lambda vis, ir: engine.fuse(vis, ir).image
     else:
-        print(
-            "note: no trained model ships yet (ssvif_ros/weights is empty); showing the classic baseline only"
-        )
+        print("note: no trained model ships yet (ssvif_ros/weights is empty): showing the classic baseline")
     methods["laplacian (classic)"] = lambda vis, ir: fuse_baseline("laplacian", vis, ir)
 
     rows, results = [], {}
