@@ -7,7 +7,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ssvif_ros.models.base import FusionModel
-from ssvif_ros.models.lightunet import lightunet
+from ssvif_ros.models.color import rgb_to_ycbcr
+from ssvif_ros.models.lightunet import lightunet, max_luminance_guide
 from ssvif_ros.models.seafusion import SOBEL_X, SOBEL_Y, SobelGradient, seafusion
 
 FACTORIES = {"seafusion": seafusion, "lightunet": lightunet}
@@ -96,7 +97,7 @@ def test_lightunet_starts_near_its_guide() -> None:
     vis, ir = _inputs(3, 32, 40)
     with torch.no_grad():
         fused, _ = model(vis, ir)
-    guide = torch.maximum(vis, ir)
+    guide = max_luminance_guide(vis, ir)
     assert (fused - guide).abs().mean() < 0.1
 
 
@@ -146,3 +147,14 @@ def test_create_model_in_both_colour_modes(name: str, color: str) -> None:
     assert features.shape[1] == model.feature_channels
     assert fused.min() >= 0.0 and fused.max() <= 1.0
     assert model.model_name == name and model.model_cfg["color"] == color
+
+
+def test_max_luminance_guide_has_the_brighter_luminance_and_the_visible_chroma() -> None:
+    vis = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(4)) * 0.5 + 0.25
+    ir = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(5)) * 0.5 + 0.25
+    guide = max_luminance_guide(vis, ir)
+    ycc_g, ycc_v = rgb_to_ycbcr(guide), rgb_to_ycbcr(vis)
+    assert torch.allclose(ycc_g[:, :1], torch.maximum(ycc_v[:, :1], ir), atol=1e-5)
+    assert torch.allclose(ycc_g[:, 1:], ycc_v[:, 1:], atol=1e-5)  # no clipping at these values
+    gray = vis[:, :1]
+    assert torch.allclose(max_luminance_guide(gray, ir), torch.maximum(gray, ir))

@@ -5,12 +5,14 @@ conv + BN + ReLU) and a one-step FPN-style decoder back to 1/4 resolution, where
 (32 channels) live; the segmentation head attaches there. The image decoder renders the full-resolution
 image from those features and the full-resolution sources.
 
-Output: a residual on a guide, ``fused = sigmoid(logit(max(vis, ir)) + delta)``. The guide is the
-intensity target of the usual fusion loss (the brighter source per pixel, IR replicated over RGB), so an
-untrained model already outputs a sensible fusion and all fine detail comes from the sources at full
-resolution; the network only has to learn a correction ``delta``, which a 3×3 conv computes from the
-upsampled features and the sources (so it can also sharpen edges). The sigmoid keeps the output in
-(0,1) with a non-zero gradient everywhere, unlike a clamp.
+Output: a residual on a guide, ``fused = sigmoid(logit(guide) + delta)``. The guide is the classic
+max-luminance fusion: the visible image shifted by ``max(Y_vis, ir) - Y_vis`` on every channel, which has
+the luminance the fusion loss asks for (the brighter source per pixel) and keeps the visible chroma
+exactly (up to clipping), so it already satisfies the intensity and colour terms. (With one input channel
+it is simply ``max(vis, ir)``.) An untrained model thus outputs a sensible fusion and all fine detail
+comes from the sources at full resolution; the network only has to learn a correction ``delta``, which
+a 3×3 conv computes from the upsampled features and the sources (so it can also sharpen edges). The
+sigmoid keeps the output in (0,1) with a non-zero gradient everywhere, unlike a clamp.
 
 Any input size works: strided convs round up and every upsampling interpolates to the exact size of
 its target.
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import FusionModel
+from .color import rgb_to_y
 from .registry import register_model
 
 GUIDE_EPS = 1e-3  # keeps logit(guide) finite for black or saturated pixels
@@ -98,8 +101,14 @@ class GuidedImageDecoder(nn.Module):
             self.squeeze(features), size=vis.shape[-2:], mode="bilinear", align_corners=False
         )
         delta = self.correction(torch.cat([context, vis, ir], dim=1))
-        guide = torch.maximum(vis, ir).clamp(GUIDE_EPS, 1.0 - GUIDE_EPS)
+        guide = max_luminance_guide(vis, ir).clamp(GUIDE_EPS, 1.0 - GUIDE_EPS)
         return torch.sigmoid(torch.log(guide / (1.0 - guide)) + delta)
+
+
+def max_luminance_guide(vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """vis (B,C,H,W) shifted to luminance max(Y_vis, ir) with its chroma kept; C = 1 gives max(vis, ir)."""
+    y = rgb_to_y(vis)
+    return (vis + (torch.maximum(y, ir) - y)).clamp(0.0, 1.0)
 
 
 @register_model
