@@ -1,0 +1,553 @@
+"""Pair visible and thermal frames by timestamp, without ROS types, so the node and the replay tool agree.
+
+Two policies share one small interface (:class:`Synchronizer`):
+
+- :class:`ApproximateTimeSync` reproduces the observable behaviour of the Python
+  ``message_filters.ApproximateTimeSynchronizer`` (ros2/message_filters, ``src/message_filters/__init__.py``):
+  one queue per input keyed by stamp, trimmed to ``queue_size`` by dropping the *oldest stamp*; a set is
+  only looked for when a message arrives, the new message is always part of it, and the first set in the
+  reference's search order whose spread (max − min stamp) is *strictly* below the slop is emitted and removed.
+  (The C++ ``ApproximateTime`` policy is a different, more elaborate algorithm; it is not what an rclpy node
+  gets, so it is not the reference here.)
+- :class:`LatestSync` is for a thermal camera much faster than the visible one: each visible frame (input 0,
+  the driving stream) is paired with a thermal frame (input 1) from a short history that lies within the
+  slop, with no waiting for a better one; a visible frame with no partner yet waits, at most one at a time.
+
+Time is integer nanoseconds everywhere; ROS ``Time`` appears only at the message boundary
+(:func:`header_stamp_ns`). Every ``add`` takes a lock: the node calls it from subscription callbacks that
+a multi-threaded executor may run concurrently. :func:`make_message_filters_sync` builds the real
+``message_filters`` synchroniser where it is importable (a ROS install); it has no statistics.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import numbers
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+__all__ = [
+    "POLICIES",
+    "ApproximateTimeSync",
+    "LatestSync",
+    "MessageFiltersSync",
+    "Pair",
+    "SyncStats",
+    "Synchronizer",
+    "create_sync",
+    "header_stamp_ns",
+    "make_message_filters_sync",
+    "message_filters_available",
+    "slop_to_ns",
+]
+
+NS_PER_S = 1_000_000_000
+POLICIES = ("approximate", "latest")
+DEFAULT_DIFF_WINDOW = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """One synchronised set: ``items[i]`` and ``stamps_ns[i]`` are input i's; ``spread_ns`` = max − min."""
+
+    items: tuple[Any, ...]
+    stamps_ns: tuple[int, ...]
+    spread_ns: int
+
+
+@dataclass(slots=True)
+class SyncStats:
+    """Counters per input, kept so that ``received == paired + unmatched + pending`` holds for every input.
+
+    ``paired[i]``: distinct items of input ``i`` that went into at least one pair. ``unmatched[i]``: items
+    that left the synchroniser without ever being paired (evicted by the queue bound, superseded by an item
+    with the same stamp or by a newer waiting frame, or flushed). ``spreads_ns``: the spread of the most
+    recent pairs (bounded window) for p50/p95 reporting.
+    """
+
+    received: list[int]
+    paired: list[int]
+    unmatched: list[int]
+    pairs: int = 0
+    spreads_ns: deque[int] = field(default_factory=lambda: deque(maxlen=DEFAULT_DIFF_WINDOW))
+
+    @classmethod
+    def empty(cls, num_inputs: int, diff_window: int) -> SyncStats:
+        return cls([0] * num_inputs, [0] * num_inputs, [0] * num_inputs, 0, deque(maxlen=diff_window))
+
+    def copy(self) -> SyncStats:
+        return SyncStats(
+            list(self.received),
+            list(self.paired),
+            list(self.unmatched),
+            self.pairs,
+            deque(self.spreads_ns, maxlen=self.spreads_ns.maxlen),
+        )
+
+    def spread_percentile_ns(self, q: float) -> float | None:
+        """Percentile ``q`` in [0, 100] of the recorded spreads (linear interpolation); None if no pair."""
+        if not 0.0 <= q <= 100.0:
+            raise ValueError(f"percentile must be in [0, 100], got {q}")
+        values = sorted(self.spreads_ns)
+        if not values:
+            return None
+        pos = (len(values) - 1) * q / 100.0
+        low = math.floor(pos)
+        high = min(low + 1, len(values) - 1)
+        return values[low] + (values[high] - values[low]) * (pos - low)
+
+    def summary(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """JSON-ready report: pairs, per-input received/paired/unmatched, spread p50/p95/max in ms."""
+        names = list(names) if names is not None else [str(i) for i in range(len(self.received))]
+        if len(names) != len(self.received):
+            raise ValueError(f"summary: got {len(names)} names for {len(self.received)} inputs")
+
+        def ms(value: float | None) -> float | None:
+            return None if value is None else value / 1e6
+
+        return {
+            "pairs": self.pairs,
+            "inputs": {
+                name: {"received": r, "paired": p, "unmatched": u}
+                for name, r, p, u in zip(names, self.received, self.paired, self.unmatched, strict=True)
+            },
+            "spread_ms": {
+                "p50": ms(self.spread_percentile_ns(50)),
+                "p95": ms(self.spread_percentile_ns(95)),
+                "max": ms(max(self.spreads_ns)) if self.spreads_ns else None,
+                "window": len(self.spreads_ns),
+            },
+        }
+
+
+@runtime_checkable
+class Synchronizer(Protocol):
+    """What the node and the replay tool rely on; both policies implement it."""
+
+    num_inputs: int
+
+    def add(self, index: int, stamp_ns: int, item: Any) -> list[Pair]: ...
+
+    def reset(self) -> None: ...
+
+    def flush(self) -> list[int]: ...
+
+    def pending(self) -> list[int]: ...
+
+    @property
+    def stats(self) -> SyncStats: ...
+
+
+def slop_to_ns(slop_s: float, *, allow_zero: bool = True) -> int:
+    """Seconds → integer ns, truncating like ``rclpy.duration.Duration(seconds=...)`` so boundaries agree."""
+    if isinstance(slop_s, bool) or not isinstance(slop_s, numbers.Real):
+        raise TypeError(f"slop_s must be a number of seconds, got {type(slop_s).__name__} {slop_s!r}")
+    if not math.isfinite(slop_s) or slop_s < 0:
+        raise ValueError(f"slop_s must be a finite number of seconds >= 0, got {slop_s!r}")
+    slop_ns = int(float(slop_s) * NS_PER_S)
+    if slop_ns == 0 and not allow_zero:
+        raise ValueError(
+            f"slop_s={slop_s!r} is 0 ns: the approximate policy pairs only when spread < slop, so it would "
+            "never pair; use a positive slop (e.g. 0.05)"
+        )
+    return slop_ns
+
+
+def _check_queue_size(queue_size: int) -> int:
+    if isinstance(queue_size, bool) or not isinstance(queue_size, numbers.Integral):
+        raise TypeError(f"queue_size must be an integer, got {type(queue_size).__name__} {queue_size!r}")
+    if queue_size < 1:
+        raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+    return int(queue_size)
+
+
+def _check_diff_window(diff_window: int) -> int:
+    if isinstance(diff_window, bool) or not isinstance(diff_window, numbers.Integral) or diff_window < 1:
+        raise ValueError(f"diff_window must be an integer >= 1, got {diff_window!r}")
+    return int(diff_window)
+
+
+def _check_stamp(stamp_ns: int) -> int:
+    if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, numbers.Integral):
+        raise TypeError(
+            f"stamp_ns must be an integer number of nanoseconds, got {type(stamp_ns).__name__} {stamp_ns!r} "
+            "(convert ROS stamps with header_stamp_ns)"
+        )
+    return int(stamp_ns)
+
+
+def _check_index(index: int, num_inputs: int) -> int:
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise TypeError(f"input index must be an integer, got {type(index).__name__} {index!r}")
+    if not 0 <= index < num_inputs:
+        raise IndexError(f"input index {index} out of range: this synchroniser has {num_inputs} inputs")
+    return int(index)
+
+
+class ApproximateTimeSync:
+    """``message_filters.ApproximateTimeSynchronizer`` semantics on plain (index, stamp_ns, item) triples.
+
+    Behaviour, as in the reference (ros2/message_filters, Python):
+
+    - each input keeps ``{stamp_ns: item}`` in insertion order; an item with a stamp already queued on the
+      same input replaces the earlier one (which keeps its place in the order, and counts as unmatched);
+    - after inserting, a queue longer than ``queue_size`` drops its *smallest stamp*, which may be the item
+      just added (a late, out-of-order message into a full queue is lost at once);
+    - then, for every other input, the queued stamps within ``slop`` (``|Δ| <= slop``) of the new stamp are
+      ordered by ``|Δ|`` (ties: queue insertion order); if any input has none, nothing is emitted;
+    - the candidate combinations are tried in ``itertools.product`` order (last input varies fastest), with
+      the new stamp in its own slot; the first one whose spread is **strictly** below ``slop`` is emitted and
+      its items removed from their queues. At most one set per ``add``; unpaired items stay queued until the
+      bound evicts them, so after a clock jump backwards call :meth:`reset` (a full queue of future stamps
+      would otherwise evict every new message).
+
+    Cost per ``add``: O(queue_size) for two inputs, O(queue_size^(num_inputs−1)) at worst in general.
+    """
+
+    def __init__(
+        self,
+        num_inputs: int = 2,
+        queue_size: int = 10,
+        slop_s: float = 0.05,
+        *,
+        diff_window: int = DEFAULT_DIFF_WINDOW,
+    ) -> None:
+        if isinstance(num_inputs, bool) or not isinstance(num_inputs, numbers.Integral) or num_inputs < 2:
+            raise ValueError(f"num_inputs must be an integer >= 2, got {num_inputs!r}")
+        self.num_inputs = int(num_inputs)
+        self.queue_size = _check_queue_size(queue_size)
+        self.slop_ns = slop_to_ns(slop_s, allow_zero=False)
+        self.slop_s = float(slop_s)
+        self._diff_window = _check_diff_window(diff_window)
+        self._lock = threading.Lock()
+        self._queues: list[dict[int, Any]] = [{} for _ in range(self.num_inputs)]
+        self._stats = SyncStats.empty(self.num_inputs, self._diff_window)
+
+    def add(self, index: int, stamp_ns: int, item: Any) -> list[Pair]:
+        """Queue ``item`` of input ``index`` at ``stamp_ns``; return the set it completes ([] or one Pair)."""
+        index = _check_index(index, self.num_inputs)
+        stamp = _check_stamp(stamp_ns)
+        with self._lock:
+            stats = self._stats
+            stats.received[index] += 1
+            queue = self._queues[index]
+            if stamp in queue:
+                stats.unmatched[index] += 1  # superseded by an item with the same stamp
+            queue[stamp] = item
+            if len(queue) > self.queue_size:
+                oldest = min(queue)
+                del queue[oldest]
+                stats.unmatched[index] += 1
+                if oldest == stamp:
+                    return []
+            chosen = self._search(index, stamp)
+            if chosen is None:
+                return []
+            items = tuple(self._queues[i].pop(s) for i, s in enumerate(chosen))
+            spread = max(chosen) - min(chosen)
+            for i in range(self.num_inputs):
+                stats.paired[i] += 1
+            stats.pairs += 1
+            stats.spreads_ns.append(spread)
+            return [Pair(items, chosen, spread)]
+
+    def _search(self, index: int, stamp: int) -> tuple[int, ...] | None:
+        """The stamps of the first admissible set containing ``stamp`` in the reference's order, or None."""
+        slop = self.slop_ns
+        if self.num_inputs == 2:
+            # Product of one sorted candidate list: its first entry is the smallest |Δ| (first inserted on a
+            # tie); it is admissible iff |Δ| < slop.
+            best_stamp = 0
+            best_delta = slop
+            for s in self._queues[1 - index]:
+                delta = abs(s - stamp)
+                if delta < best_delta:
+                    best_stamp, best_delta = s, delta
+            if best_delta >= slop:
+                return None
+            return (stamp, best_stamp) if index == 0 else (best_stamp, stamp)
+        candidates: list[list[int]] = []
+        for i, queue in enumerate(self._queues):
+            if i == index:
+                candidates.append([stamp])
+                continue
+            near = [s for s in queue if abs(s - stamp) <= slop]
+            if not near:
+                return None
+            near.sort(key=lambda s: abs(s - stamp))  # stable: ties keep insertion order
+            candidates.append(near)
+        for combo in itertools.product(*candidates):
+            if max(combo) - min(combo) < slop:
+                return combo
+        return None
+
+    def pending(self) -> list[int]:
+        """Items queued per input, not yet paired."""
+        with self._lock:
+            return [len(q) for q in self._queues]
+
+    def flush(self) -> list[int]:
+        """Drop everything queued, counting it as unmatched (end of a replay); returns counts per input."""
+        with self._lock:
+            counts = [len(q) for q in self._queues]
+            for i, queue in enumerate(self._queues):
+                self._stats.unmatched[i] += len(queue)
+                queue.clear()
+            return counts
+
+    def reset(self) -> None:
+        """Forget queued items and statistics (e.g. after the clock jumped backwards or a bag looped)."""
+        with self._lock:
+            for queue in self._queues:
+                queue.clear()
+            self._stats = SyncStats.empty(self.num_inputs, self._diff_window)
+
+    @property
+    def stats(self) -> SyncStats:
+        """A consistent snapshot (copy) of the counters."""
+        with self._lock:
+            return self._stats.copy()
+
+
+class LatestSync:
+    """Pair each visible frame (input 0) with a thermal frame (input 1) from a short history, within slop.
+
+    Choices where the spec was open:
+
+    - "within slop" is inclusive here: ``|t_vis − t_thermal| <= slop``.
+    - ``prefer="closest"`` (default) picks, among the thermal frames within slop, the one closest in time to
+      the visible stamp (ties: the newer one); ``prefer="newest"`` picks the most recent stamp within slop,
+      the spec's literal wording. They agree in the usual live case where thermal stamps do not run ahead of
+      the visible one; "closest" avoids choosing a frame up to ``slop`` in the future over a near-exact one.
+    - Thermal frames are reused by several visible frames when ``reuse_thermal`` (default True: a 9 Hz thermal
+      camera then still yields one output per visible frame); with False a thermal frame pairs at most once.
+    - The thermal history keeps the ``queue_size`` newest stamps (an equal stamp replaces the earlier frame).
+    - A visible frame with no partner waits; only one waits (the newest stamp): an older waiting frame is
+      counted unmatched when a newer visible frame arrives, paired or not. A thermal frame arriving within
+      slop of the waiting frame pairs with it at once (the only new candidate since the frame was checked).
+    """
+
+    VISIBLE = 0
+    THERMAL = 1
+    num_inputs = 2
+
+    def __init__(
+        self,
+        slop_s: float = 0.05,
+        queue_size: int = 10,
+        *,
+        prefer: Literal["closest", "newest"] = "closest",
+        reuse_thermal: bool = True,
+        diff_window: int = DEFAULT_DIFF_WINDOW,
+    ) -> None:
+        if prefer not in ("closest", "newest"):
+            raise ValueError(f"prefer must be 'closest' or 'newest', got {prefer!r}")
+        self.slop_ns = slop_to_ns(slop_s)
+        self.slop_s = float(slop_s)
+        self.queue_size = _check_queue_size(queue_size)
+        self.prefer = prefer
+        self.reuse_thermal = bool(reuse_thermal)
+        self._diff_window = _check_diff_window(diff_window)
+        self._lock = threading.Lock()
+        # Thermal history sorted by stamp: parallel lists (stamps for bisect, [item, used] entries).
+        self._thermal_stamps: list[int] = []
+        self._thermal_entries: list[list[Any]] = []
+        self._waiting: tuple[int, Any] | None = None
+        self._stats = SyncStats.empty(2, self._diff_window)
+
+    def add(self, index: int, stamp_ns: int, item: Any) -> list[Pair]:
+        """Add a visible (0) or thermal (1) frame; return the pair it completes ([] or one Pair)."""
+        index = _check_index(index, 2)
+        stamp = _check_stamp(stamp_ns)
+        with self._lock:
+            self._stats.received[index] += 1
+            if index == self.VISIBLE:
+                return self._add_visible(stamp, item)
+            return self._add_thermal(stamp, item)
+
+    def _emit(self, vis_stamp: int, vis_item: Any, th_stamp: int, entry: list[Any]) -> list[Pair]:
+        stats = self._stats
+        stats.paired[self.VISIBLE] += 1
+        if not entry[1]:
+            entry[1] = True
+            stats.paired[self.THERMAL] += 1
+        spread = abs(vis_stamp - th_stamp)
+        stats.pairs += 1
+        stats.spreads_ns.append(spread)
+        return [Pair((vis_item, entry[0]), (vis_stamp, th_stamp), spread)]
+
+    def _add_visible(self, stamp: int, item: Any) -> list[Pair]:
+        slop = self.slop_ns
+        stamps = self._thermal_stamps
+        lo = bisect.bisect_left(stamps, stamp - slop)
+        hi = bisect.bisect_right(stamps, stamp + slop)
+        chosen = -1
+        if hi > lo:
+            if self.prefer == "newest":
+                chosen = hi - 1
+            else:
+                # Sorted stamps: the closest is beside the insertion point; on a tie the newer one wins.
+                right = bisect.bisect_left(stamps, stamp, lo, hi)
+                chosen = right if right < hi else hi - 1
+                if right > lo and (right >= hi or stamp - stamps[right - 1] < stamps[right] - stamp):
+                    chosen = right - 1
+        waiting = self._waiting
+        if chosen >= 0:
+            pairs = self._emit(stamp, item, stamps[chosen], self._thermal_entries[chosen])
+            if not self.reuse_thermal:
+                del stamps[chosen], self._thermal_entries[chosen]
+            if waiting is not None and waiting[0] <= stamp:
+                self._stats.unmatched[self.VISIBLE] += 1
+                self._waiting = None
+            return pairs
+        if waiting is None or waiting[0] <= stamp:
+            if waiting is not None:
+                self._stats.unmatched[self.VISIBLE] += 1
+            self._waiting = (stamp, item)
+        else:
+            self._stats.unmatched[self.VISIBLE] += 1  # older than the frame already waiting
+        return []
+
+    def _add_thermal(self, stamp: int, item: Any) -> list[Pair]:
+        stats = self._stats
+        entry: list[Any] = [item, False]
+        pairs: list[Pair] = []
+        waiting = self._waiting
+        if waiting is not None and abs(waiting[0] - stamp) <= self.slop_ns:
+            pairs = self._emit(waiting[0], waiting[1], stamp, entry)
+            self._waiting = None
+            if not self.reuse_thermal:
+                return pairs
+        stamps, entries = self._thermal_stamps, self._thermal_entries
+        pos = bisect.bisect_left(stamps, stamp)
+        if pos < len(stamps) and stamps[pos] == stamp:
+            if not entries[pos][1]:
+                stats.unmatched[self.THERMAL] += 1  # superseded by a frame with the same stamp
+            entries[pos] = entry
+        else:
+            stamps.insert(pos, stamp)
+            entries.insert(pos, entry)
+            if len(stamps) > self.queue_size:
+                del stamps[0]
+                evicted = entries.pop(0)
+                if not evicted[1]:
+                    stats.unmatched[self.THERMAL] += 1
+        return pairs
+
+    def pending(self) -> list[int]:
+        """[waiting visible frames (0 or 1), held thermal frames never paired]."""
+        with self._lock:
+            return [int(self._waiting is not None), sum(1 for e in self._thermal_entries if not e[1])]
+
+    def flush(self) -> list[int]:
+        """Drop the waiting frame and the thermal history, counting never-paired ones as unmatched."""
+        with self._lock:
+            counts = [int(self._waiting is not None), sum(1 for e in self._thermal_entries if not e[1])]
+            self._stats.unmatched[0] += counts[0]
+            self._stats.unmatched[1] += counts[1]
+            self._waiting = None
+            self._thermal_stamps.clear()
+            self._thermal_entries.clear()
+            return counts
+
+    def reset(self) -> None:
+        """Forget the history, the waiting frame and the statistics."""
+        with self._lock:
+            self._waiting = None
+            self._thermal_stamps.clear()
+            self._thermal_entries.clear()
+            self._stats = SyncStats.empty(2, self._diff_window)
+
+    @property
+    def stats(self) -> SyncStats:
+        """A consistent snapshot (copy) of the counters."""
+        with self._lock:
+            return self._stats.copy()
+
+
+def create_sync(
+    policy: str = "approximate",
+    queue_size: int = 10,
+    slop_s: float = 0.05,
+    **options: Any,
+) -> ApproximateTimeSync | LatestSync:
+    """Build the ``policy`` ("approximate" or "latest") synchroniser for two inputs (visible, thermal).
+
+    ``options`` go to the class (e.g. ``prefer``/``reuse_thermal`` for "latest", ``num_inputs`` for
+    "approximate", ``diff_window`` for both).
+    """
+    if policy == "approximate":
+        return ApproximateTimeSync(queue_size=queue_size, slop_s=slop_s, **options)
+    if policy == "latest":
+        return LatestSync(slop_s=slop_s, queue_size=queue_size, **options)
+    raise ValueError(f"unknown sync policy {policy!r}: expected one of {', '.join(POLICIES)}")
+
+
+# --- ROS boundary ----------------------------------------------------------------------------------------
+
+
+def header_stamp_ns(msg: Any) -> int | None:
+    """``msg.header.stamp`` (builtin_interfaces/Time or rclpy Time) as integer ns; None if headerless."""
+    header = getattr(msg, "header", None)
+    stamp = getattr(header, "stamp", None)
+    if stamp is None:
+        return None
+    if hasattr(stamp, "nanoseconds"):  # rclpy.time.Time
+        return int(stamp.nanoseconds)
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def message_filters_available() -> bool:
+    """True where the real ``message_filters`` package imports (a sourced ROS 2 install)."""
+    try:
+        import message_filters  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class MessageFiltersSync(NamedTuple):
+    """The real synchroniser and its subscribers (keep both referenced for the node's lifetime)."""
+
+    synchronizer: Any
+    subscribers: list[Any]
+
+
+def make_message_filters_sync(
+    node: Any,
+    inputs: Sequence[tuple[type, str]],
+    callback: Callable[..., None],
+    queue_size: int = 10,
+    slop_s: float = 0.05,
+    qos_profile: Any = 10,
+) -> MessageFiltersSync:
+    """``message_filters.ApproximateTimeSynchronizer`` over one Subscriber per ``(msg_type, topic)``.
+
+    ``callback(msg_0, ..., msg_n)`` receives the messages in ``inputs`` order. Raises RuntimeError where
+    message_filters is not importable: use ``create_sync("approximate", ...)`` instead (it also has stats).
+    """
+    _check_queue_size(queue_size)
+    slop_to_ns(slop_s, allow_zero=False)
+    if len(inputs) < 2:
+        raise ValueError(
+            f"make_message_filters_sync needs at least 2 (msg_type, topic) inputs, got {len(inputs)}"
+        )
+    try:
+        import message_filters
+    except ImportError as err:
+        raise RuntimeError(
+            "message_filters is not importable (no sourced ROS 2 install?): use "
+            "ssvif_ros.sync.create_sync('approximate', ...) instead"
+        ) from err
+    subscribers = [
+        message_filters.Subscriber(node, msg_type, topic, qos_profile=qos_profile)
+        for msg_type, topic in inputs
+    ]
+    synchronizer = message_filters.ApproximateTimeSynchronizer(subscribers, queue_size, slop_s)
+    synchronizer.registerCallback(callback)
+    return MessageFiltersSync(synchronizer, subscribers)
