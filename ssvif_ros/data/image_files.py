@@ -25,6 +25,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from ..thermal import apply_window, percentile_window
+
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 """File extensions (lower case) taken as images; matched case-insensitively. TIFF is accepted because raw
 16-bit thermal frames are often stored that way."""
@@ -161,18 +163,18 @@ def thermal16_to_uint8(
         return raw
     if method not in IR16_METHODS:
         raise ValueError(f"unknown 16-bit infrared method {method!r}; choose one of {IR16_METHODS}")
-    values = raw.astype(np.float32)
     if method == "linear":
-        return np.clip(values / 257.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.clip(raw.astype(np.float32) / 257.0 + 0.5, 0, 255).astype(np.uint8)
     if method == "minmax":
-        low, high = float(values.min()), float(values.max())
+        low, high = float(raw.min()), float(raw.max())
     else:
         low_pct, high_pct = float(window[0]), float(window[1])
         if not 0.0 <= low_pct < high_pct <= 100.0:
             raise ValueError(f"percentile window must satisfy 0 <= low < high <= 100, got {tuple(window)}")
-        low, high = (float(v) for v in np.percentile(values, (low_pct, high_pct)))
-    scale = 255.0 / (high - low) if high > low else 0.0
-    return np.clip((values - low) * scale + 0.5, 0, 255).astype(np.uint8)
+        low, high = percentile_window(raw, low_pct, high_pct)
+    # The same mapping as the node's thermal gain control (one implementation, so offline data and the
+    # live node agree pixel for pixel).
+    return apply_window(raw.astype(np.uint16, copy=False), low, high)
 
 
 def read_infrared(

@@ -1,0 +1,128 @@
+"""16 → 8 bit thermal AGC: pass-through, fixed window, dataset-rule equality, temporal smoothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ssvif_ros.data.image_files import thermal16_to_uint8
+from ssvif_ros.thermal import ThermalToU8, apply_window, percentile_window
+
+RNG = np.random.default_rng(3)
+
+
+def _scene(height: int = 48, width: int = 64, spread: float = 300.0) -> np.ndarray:
+    """Radiometric-like counts: a smooth gradient plus noise around 8000."""
+    gradient = np.linspace(-1.0, 1.0, width)[None, :] * spread
+    noise = RNG.normal(0.0, spread / 4, (height, width))
+    return np.clip(8000 + gradient + noise, 0, 65535).astype(np.uint16)
+
+
+def test_uint8_passes_through_without_copy() -> None:
+    frame = RNG.integers(0, 256, (10, 12)).astype(np.uint8)
+    assert ThermalToU8()(frame) is frame
+    assert ThermalToU8(mode="fixed", fixed_range=(0, 100))(frame) is frame
+
+
+def test_fixed_range_maps_linearly_and_clips() -> None:
+    frame = np.array([[0, 1000, 1500, 2000, 3000, 65535]], dtype=np.uint16)
+    out = ThermalToU8(mode="fixed", fixed_range=(1000, 2000))(frame)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, [[0, 0, 128, 255, 255, 255]])  # 127.5 + 0.5 → 128
+
+
+@pytest.mark.parametrize("window", [(1.0, 99.0), (5.0, 90.0), (0.0, 100.0)])
+def test_auto_without_smoothing_equals_the_dataset_rule(window: tuple[float, float]) -> None:
+    convert = ThermalToU8(low_percentile=window[0], high_percentile=window[1], smoothing=0.0, subsample=1)
+    for spread in (50.0, 400.0, 3000.0):  # several frames: every frame is mapped on its own
+        frame = _scene(37, 53, spread)
+        np.testing.assert_array_equal(convert(frame), thermal16_to_uint8(frame, "percentile", window))
+
+
+def test_first_frame_sets_the_window_even_with_smoothing() -> None:
+    frame = _scene()
+    convert = ThermalToU8(smoothing=0.9, subsample=1)
+    np.testing.assert_array_equal(convert(frame), thermal16_to_uint8(frame))
+    assert convert.window == pytest.approx(percentile_window(frame, 1.0, 99.0))
+
+
+def test_subsampled_window_is_close_to_the_full_one() -> None:
+    frame = _scene(240, 320)
+    full = percentile_window(frame, 1.0, 99.0, subsample=1)
+    sub = percentile_window(frame, 1.0, 99.0, subsample=4)
+    width = full[1] - full[0]
+    assert abs(sub[0] - full[0]) < 0.05 * width and abs(sub[1] - full[1]) < 0.05 * width
+
+
+def _flicker_sequence(frames: int = 24) -> list[np.ndarray]:
+    """A static scene where a hot object (5 % of the pixels) appears every other frame."""
+    base = _scene(40, 50)
+    sequence = []
+    for index in range(frames):
+        frame = base.copy()
+        if index % 2:
+            frame[:10, :10] = 12000  # hot spot: pushes the 99th percentile up
+        sequence.append(frame)
+    return sequence
+
+
+def test_smoothing_reduces_brightness_flicker() -> None:
+    sequence = _flicker_sequence()
+
+    def background_means(smoothing: float) -> np.ndarray:
+        convert = ThermalToU8(smoothing=smoothing, subsample=1)
+        return np.array([convert(frame)[20:, 20:].mean() for frame in sequence])
+
+    raw = background_means(0.0)
+    smooth = background_means(0.9)
+    # Without smoothing the static background jumps every frame; with it the steps are much smaller.
+    assert np.var(np.diff(raw[4:])) > 10 * np.var(np.diff(smooth[4:]))
+    assert np.abs(np.diff(raw)).mean() > 5.0
+
+
+def test_reset_forgets_the_window() -> None:
+    convert = ThermalToU8(smoothing=0.9, subsample=1)
+    convert(_scene(spread=3000.0))
+    frame = _scene(spread=100.0)
+    assert not np.array_equal(convert(frame), thermal16_to_uint8(frame))
+    convert.reset()
+    assert convert.window is None
+    np.testing.assert_array_equal(convert(frame), thermal16_to_uint8(frame))
+
+
+def test_flat_frame_maps_to_zero_without_warnings() -> None:
+    flat = np.full((8, 9), 7777, np.uint16)
+    with np.errstate(all="raise"):
+        np.testing.assert_array_equal(ThermalToU8()(flat), 0)
+        np.testing.assert_array_equal(apply_window(flat, 7777.0, 7777.0), 0)
+    np.testing.assert_array_equal(ThermalToU8()(flat), thermal16_to_uint8(flat))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"mode": "agc"}, "thermal.mode"),
+        ({"low_percentile": 99, "high_percentile": 1}, "thermal.low_percentile"),
+        ({"smoothing": 1.0}, "thermal.smoothing"),
+        ({"subsample": 0}, "thermal.subsample"),
+        ({"mode": "fixed"}, "thermal.fixed_range"),
+        ({"mode": "fixed", "fixed_range": (500, 100)}, "thermal.fixed_range"),
+    ],
+)
+def test_bad_parameters_name_the_parameter(kwargs: dict, parameter: str) -> None:
+    with pytest.raises(ValueError, match=parameter):
+        ThermalToU8(**kwargs)
+
+
+def test_bad_frames_are_rejected() -> None:
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        ThermalToU8()(np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        ThermalToU8()(np.zeros((4, 4, 3), np.uint16))
+
+
+def test_full_size_frame_sanity() -> None:
+    frame = _scene(480, 640, spread=2000.0)
+    out = ThermalToU8()(frame)
+    assert out.shape == (480, 640) and out.dtype == np.uint8
+    assert out.min() == 0 and out.max() == 255 and 100 < out.mean() < 155
