@@ -53,7 +53,8 @@ def sobel_magnitude(image: torch.Tensor) -> torch.Tensor:
 class FusionLoss:
     """Weighted sum of the fusion terms; defaults follow SwinFusion (λ_int 20, λ_grad 20, λ_ssim 10).
 
-    ``w_color`` (10) is provisional, to be set by an ablation.
+    ``w_color`` (30) was chosen by a measured ablation (RESULTS.md, "Colour weight"): it gave the lowest ΔE
+    with unchanged SSIM/Qabf/VIF among {0, 1, 3, 10, 30}.
 
     ``loss(fused, vis, ir) -> (total, terms)``: ``fused`` and ``vis`` (B,3,H,W) RGB or (B,1,H,W)
     luminance in [0,1], ``ir`` (B,1,H,W) (or replicated (B,3,H,W)) in [0,1]. ``terms`` maps
@@ -65,7 +66,7 @@ class FusionLoss:
     w_int: float = 20.0
     w_grad: float = 20.0
     w_ssim: float = 10.0
-    w_color: float = 10.0
+    w_color: float = 30.0
     ssim_win_size: int = 11
 
     def __post_init__(self) -> None:
