@@ -76,7 +76,7 @@ def test_manifest_split_selects_pairs(tmp_path: Path) -> None:
     (tmp_path / "manifest.csv").write_text("name,split\n00000.png,test\n00001.png,train\n00002.png,test\n")
     assert ablation.manifest_indices(dataset, "test") == [0, 2]
     assert ablation.manifest_indices(dataset, "train") == [1]
-    with pytest.raises(ValueError, match=r"manifest\.csv: no pair with split == 'val'"):
+    with pytest.raises(ValueError, match=r"no pair with split == 'val' in its manifest\.csv"):
         ablation.manifest_indices(dataset, "val")
 
 

@@ -20,7 +20,6 @@ pairs and evaluate on the 23 MSRS test pairs of ``../shared/data``::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -40,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
 
 from ssvif_ros.checkpoint import save_checkpoint  # noqa: E402
-from ssvif_ros.data import PairedFolderDataset, train_transform  # noqa: E402
+from ssvif_ros.data import PairedFolderDataset, manifest_splits, train_transform  # noqa: E402
 from ssvif_ros.engine import FusionEngine  # noqa: E402
 from ssvif_ros.losses import FUSION_TERMS, FusionLoss  # noqa: E402
 from ssvif_ros.metrics import evaluate_fusion  # noqa: E402
@@ -65,19 +64,14 @@ def parse_weights(text: str) -> list[float]:
 
 
 def manifest_indices(dataset: PairedFolderDataset, split: str) -> list[int]:
-    """Indices of ``dataset`` (one root) in ``split`` per the root's ``manifest.csv``; all indices when
-    the root has no manifest or no ``split`` column."""
-    manifest = dataset.roots[0] / "manifest.csv"
-    if not manifest.is_file():
+    """Indices of ``dataset`` in ``split`` per its roots' ``manifest.csv``; all indices when no item has a
+    known split (e.g. RoadScene, which has no official split)."""
+    splits = manifest_splits(dataset)
+    if all(s is None for s in splits):
         return list(range(len(dataset)))
-    with manifest.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or "split" not in rows[0] or "name" not in rows[0]:
-        return list(range(len(dataset)))
-    stems = {Path(row["name"]).with_suffix("").as_posix() for row in rows if row["split"] == split}
-    indices = [i for i, name in enumerate(dataset.names) if name in stems]
+    indices = [i for i, s in enumerate(splits) if s == split]
     if not indices:
-        raise ValueError(f"{manifest}: no pair with split == {split!r}")
+        raise ValueError(f"{dataset.roots[0]}: no pair with split == {split!r} in its manifest.csv")
     return indices
 
 

@@ -75,6 +75,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -111,6 +112,7 @@ from ssvif_ros.config import (  # noqa: E402
 from ssvif_ros.data import (  # noqa: E402
     DatasetError,
     PairedFolderDataset,
+    manifest_splits,
     split_train_val,
     to_tensors,
     train_transform,
@@ -148,7 +150,7 @@ DEFAULTS: dict[str, Any] = {
         "segformer_overrides": {},  # SegformerConfig fields (free-form)
         "grad_analysis": False,  # log the projection coefficient of g_csc on g_fusion
     },
-    "loss": {"w_int": 20.0, "w_grad": 20.0, "w_ssim": 10.0, "w_color": 10.0, "ssim_win_size": 11},
+    "loss": dataclasses.asdict(FusionLoss()),  # the library's defaults (w_int, w_grad, w_ssim, w_color, …)
     "weighting": {"name": "gdwa", "options": {}, "gdwa_measure_every": 10},
     "data": {
         "roots": [],
@@ -387,31 +389,8 @@ class PairItems(Dataset):
 
 
 def manifest_excluded(ds: PairedFolderDataset, splits: list[str]) -> set[int]:
-    """Indices whose ``split`` column in their root's ``manifest.csv`` is in ``splits``.
-
-    A root without a manifest (or without ``name``/``split`` columns) loses nothing.
-    """
-    if not splits:
-        return set()
-    excluded_stems: dict[Path, set[str]] = {}
-    for folders in ds.folders:
-        manifest = folders.root / "manifest.csv"
-        stems: set[str] = set()
-        if manifest.is_file():
-            with manifest.open(newline="") as f:
-                for row in csv.DictReader(f):
-                    if row.get("split") in splits and row.get("name"):
-                        stems.add(Path(row["name"]).with_suffix("").as_posix())
-        excluded_stems[folders.vis_dir] = stems
-    out = set()
-    for i, pair in enumerate(ds.pairs):
-        for vis_dir, stems in excluded_stems.items():
-            if (
-                pair.vis.is_relative_to(vis_dir)
-                and pair.vis.relative_to(vis_dir).with_suffix("").as_posix() in stems
-            ):
-                out.add(i)
-    return out
+    """Indices whose ``split`` in their root's ``manifest.csv`` is in ``splits`` (unlisted items are kept)."""
+    return {i for i, split in enumerate(manifest_splits(ds)) if split is not None and split in splits}
 
 
 def build_data(cfg: dict[str, Any]) -> tuple[PairItems, PairItems, list[str]]:

@@ -25,6 +25,7 @@ from ssvif_ros.data.pairs import (
     PairFolders,
     PairingError,
     Problem,
+    manifest_splits,
     read_pair_arrays,
     resolve_layout,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "Problem",
     "RandomPairCrop",
     "RandomPairFlip",
+    "manifest_splits",
     "read_infrared",
     "read_infrared_raw",
     "read_label",

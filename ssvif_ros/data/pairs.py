@@ -24,6 +24,7 @@ Labels are listed and read only when ``load_labels=True``: fusion training never
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -388,3 +389,30 @@ class PairedFolderDataset(Dataset[dict[str, object]]):
     def __repr__(self) -> str:
         layouts = ", ".join(f"{f.root} ({f.layout})" for f in self.folders)
         return f"{type(self).__name__}({len(self)} pairs from {layouts}, load_labels={self.load_labels})"
+
+
+def manifest_splits(dataset: PairedFolderDataset) -> list[str | None]:
+    """The ``split`` of each item (e.g. "train"/"test") from its root's ``manifest.csv``; None where unknown.
+
+    The real datasets beside the project carry a manifest with ``name`` and ``split`` columns (MSRS's
+    official test list); a root without one, or an item it does not list, gives None.
+    """
+    by_vis_dir: list[tuple[Path, dict[str, str]]] = []
+    for folders in dataset.folders:
+        manifest = folders.root / "manifest.csv"
+        splits: dict[str, str] = {}
+        if manifest.is_file():
+            with manifest.open(newline="") as f:
+                for row in csv.DictReader(f):
+                    if row.get("name") and row.get("split"):
+                        splits[Path(row["name"]).with_suffix("").as_posix()] = row["split"]
+        by_vis_dir.append((folders.vis_dir, splits))
+    out: list[str | None] = []
+    for pair in dataset.pairs:
+        split = None
+        for vis_dir, splits in by_vis_dir:
+            if pair.vis.is_relative_to(vis_dir):
+                split = splits.get(pair.vis.relative_to(vis_dir).with_suffix("").as_posix())
+                break
+        out.append(split)
+    return out
