@@ -30,6 +30,7 @@ setup(
             "ssvif-fuse = ssvif_ros.tools.fuse_images:main",
             "ssvif-synthetic = ssvif_ros.data.synthetic:main",
             "ssvif-check-data = ssvif_ros.data.check:main",
+            "fuse_node = ssvif_ros.fuse_node:main",
         ],
     },
 )

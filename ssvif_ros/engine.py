@@ -5,21 +5,30 @@ it, so they cannot disagree on pre- or post-processing.
 ``ir_u8`` is H×W uint8 already registered to the visible frame; ``FusedResult.image`` is H×W×3 RGB uint8
 and ``FusedResult.labels`` is H×W uint8 class ids (only when the checkpoint carries a segmentation head
 and labels were asked for).
+
+The model runs on a backend (:mod:`ssvif_ros.backends`: ``torch`` now, ``passthrough`` for benchmarks,
+ONNX Runtime / TensorRT later); the engine owns the numpy ↔ tensor conversion, so every backend sees the
+same inputs. Per input size it keeps reusable input tensors (pinned host staging on CUDA), so a video
+stream does not allocate its input tensors per frame; :meth:`FusionEngine.warmup` builds them and runs
+the model once at the expected size before the first real frame.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .backends import Backend, create_backend
 from .checkpoint import Checkpoint, load_checkpoint
 from .models import create_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS_NAME = "lightunet_ssvif.safetensors"
+_BUFFER_CACHE_SIZE = 2  # input sizes kept (e.g. the warm-up size and one other)
 
 
 def default_weights() -> Path | None:
@@ -38,19 +47,61 @@ def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when available else CPU; ``cpu``; ``cuda`` / ``cuda:N`` (checked to exist)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but this torch has no usable CUDA device")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}") from None
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} asked for, but this torch has no usable CUDA device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
     return dev
+
+
+class _InputBuffers:
+    """Reusable tensors for one input size (H, W): float model inputs on the device, and on CUDA pinned
+    uint8 host staging plus device uint8 copies (so host → device is one async DMA of the raw bytes)."""
+
+    def __init__(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> None:
+        self.vis = torch.empty((1, 3, height, width), dtype=dtype, device=device)
+        self.ir = torch.empty((1, 1, height, width), dtype=dtype, device=device)
+        self.on_cuda = device.type == "cuda"
+        if self.on_cuda:
+            self.vis_host = torch.empty((height, width, 3), dtype=torch.uint8, pin_memory=True)
+            self.ir_host = torch.empty((height, width), dtype=torch.uint8, pin_memory=True)
+            self.vis_u8 = torch.empty((height, width, 3), dtype=torch.uint8, device=device)
+            self.ir_u8 = torch.empty((height, width), dtype=torch.uint8, device=device)
+
+    def load(self, vis: np.ndarray, ir: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copy vis (H,W,3) and ir (H,W) uint8 into the model inputs, scaled to [0, 1]."""
+        if self.on_cuda:
+            np.copyto(self.vis_host.numpy(), vis)
+            np.copyto(self.ir_host.numpy(), ir)
+            self.vis_u8.copy_(self.vis_host, non_blocking=True)
+            self.ir_u8.copy_(self.ir_host, non_blocking=True)
+            vis_src, ir_src = self.vis_u8, self.ir_u8
+        else:
+            # np.require copies only read-only or strided inputs (torch refuses to wrap read-only memory).
+            vis_src = torch.from_numpy(np.require(vis, requirements="CW"))
+            ir_src = torch.from_numpy(np.require(ir, requirements="CW"))
+        self.vis.copy_(vis_src.permute(2, 0, 1).unsqueeze(0)).div_(255.0)
+        self.ir.copy_(ir_src.unsqueeze(0).unsqueeze(0)).div_(255.0)
+        return self.vis, self.ir
 
 
 class FusionEngine:
     """Load a fusion model once and fuse registered uint8 pairs with it.
 
     Either ``weights`` (a checkpoint .safetensors with its .json sidecar) or ``model_name`` (an untrained
-    model, for tests and benchmarks of cost only) is given.
+    model, for tests and benchmarks of cost only) is given. ``backend`` names where the model runs (see
+    :mod:`ssvif_ros.backends`; an unknown or unavailable one raises
+    :class:`~ssvif_ros.backends.BackendUnavailable` saying what to install); ``precision`` is ``fp32`` or
+    ``fp16`` (CUDA only).
     """
 
     def __init__(
@@ -59,6 +110,8 @@ class FusionEngine:
         model_name: str | None = None,
         device: str = "cpu",
         model_cfg: dict | None = None,
+        backend: str = "torch",
+        precision: str = "fp32",
     ):
         if (weights is None) == (model_name is None):
             raise ValueError("give exactly one of weights (a checkpoint) or model_name (untrained)")
@@ -68,13 +121,32 @@ class FusionEngine:
         else:
             ckpt = Checkpoint(model=create_model(model_name, **(model_cfg or {})).eval(), seg_head=None)
         self.checkpoint = ckpt
-        self.model = ckpt.model.to(self.device)
-        self.seg_head = ckpt.seg_head.to(self.device) if ckpt.seg_head is not None else None
-        self.name = getattr(self.model, "model_name", model_name)
+        self.name = getattr(ckpt.model, "model_name", model_name)
+        self.backend: Backend = create_backend(backend, ckpt.model, ckpt.seg_head, self.device, precision)
+        self.precision = precision
+        self._buffers: OrderedDict[tuple[int, int], _InputBuffers] = OrderedDict()
 
     @property
     def has_segmentation(self) -> bool:
-        return self.seg_head is not None
+        return self.backend.has_segmentation
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes of the checkpoint's segmentation head (None without one)."""
+        head = self.checkpoint.seg_head
+        return int(head.num_classes) if head is not None else None
+
+    def _buffers_for(self, height: int, width: int) -> _InputBuffers:
+        key = (height, width)
+        buffers = self._buffers.get(key)
+        if buffers is None:
+            buffers = _InputBuffers(height, width, self.device, self.backend.input_dtype)
+            self._buffers[key] = buffers
+            while len(self._buffers) > _BUFFER_CACHE_SIZE:
+                self._buffers.popitem(last=False)
+        else:
+            self._buffers.move_to_end(key)
+        return buffers
 
     @torch.inference_mode()
     def fuse(self, vis: np.ndarray, ir: np.ndarray, want_labels: bool = False) -> FusedResult:
@@ -85,16 +157,28 @@ class FusionEngine:
             raise ValueError(f"ir must be H×W uint8 (8-bit thermal), got {ir.shape} {ir.dtype}")
         if ir.shape != vis.shape[:2]:
             raise ValueError(f"ir {ir.shape} is not registered to vis {vis.shape[:2]} (resize/warp it first)")
-        # np.require copies only read-only or strided inputs (torch refuses to wrap read-only memory).
-        vis, ir = np.require(vis, requirements="CW"), np.require(ir, requirements="CW")
-        vis_t = torch.from_numpy(vis).to(self.device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        ir_t = torch.from_numpy(ir).to(self.device).unsqueeze(0).unsqueeze(0).float().div_(255.0)
-        fused, features = self.model(vis_t, ir_t)
-        image = fused[0].clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        if want_labels and not self.has_segmentation:
+            raise RuntimeError(
+                f"model {self.name} has no segmentation head in its checkpoint "
+                f"(or backend {self.backend.name!r} computes none)"
+            )
+        vis_t, ir_t = self._buffers_for(vis.shape[0], vis.shape[1]).load(vis, ir)
+        fused, labels_t = self.backend.run(vis_t, ir_t, want_labels)
+        image_t = fused[0].float().clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0)
+        image = image_t.contiguous().cpu().numpy()  # a fresh array per frame: the caller may keep it
         labels = None
-        if want_labels:
-            if self.seg_head is None:
-                raise RuntimeError(f"model {self.name} has no segmentation head in its checkpoint")
-            logits = self.seg_head(features, size=vis.shape[:2])
-            labels = logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+        if want_labels and labels_t is not None:
+            labels = labels_t[0].cpu().numpy()
         return FusedResult(image=image, labels=labels)
+
+    def warmup(self, height: int, width: int, with_labels: bool = True, iterations: int = 2) -> None:
+        """Run the model ``iterations`` times on a dummy (height, width) pair: builds the input buffers,
+        lets the allocator and (CUDA) kernels settle, so the first real frame is not the slow one."""
+        if height <= 0 or width <= 0:
+            raise ValueError(f"warm-up size must be positive, got {height}×{width}")
+        vis = np.full((height, width, 3), 128, dtype=np.uint8)
+        ir = np.full((height, width), 64, dtype=np.uint8)
+        for _ in range(max(1, iterations)):
+            self.fuse(vis, ir, want_labels=with_labels and self.has_segmentation)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

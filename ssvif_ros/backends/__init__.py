@@ -1,0 +1,118 @@
+"""Inference backends: where the fusion model actually runs, behind one small interface.
+
+:class:`FusionEngine <ssvif_ros.engine.FusionEngine>` does the numpy ↔ tensor work (the same for every
+backend) and hands float tensors to a :class:`Backend`:
+
+``backend.run(vis_t, ir_t, want_labels) -> (fused_t, labels_t | None)`` with ``vis_t`` (1,3,H,W) and
+``ir_t`` (1,1,H,W) on ``backend.device`` in ``backend.input_dtype``, values in [0, 1]; ``fused_t``
+(1,3,H,W) float in [0, 1] (clamped by the engine) and ``labels_t`` (1,H,W) uint8 class ids (only when
+``want_labels`` and ``backend.has_segmentation``).
+
+Backends, by name (:func:`create_backend`):
+
+- ``torch``: eager PyTorch, fp32 on CPU/CUDA or fp16 on CUDA (:mod:`.torch_backend`).
+- ``passthrough``: **for benchmarking only** — no model; returns the visible image unchanged, so a
+  node benchmark measures everything around inference (decode, sync, thermal gain, registration, encode,
+  publish) with inference reduced to the tensor round trip.
+- ``onnxruntime``, ``tensorrt``: planned (a later release); asking for them fails at start with a message
+  saying what they will need.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+__all__ = [
+    "BACKENDS",
+    "PLANNED_BACKENDS",
+    "PRECISIONS",
+    "Backend",
+    "BackendUnavailable",
+    "PassthroughBackend",
+    "create_backend",
+]
+
+PRECISIONS = ("fp32", "fp16")
+BACKENDS = ("torch", "passthrough")
+PLANNED_BACKENDS = {
+    "onnxruntime": "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA), plus an exported .onnx model",
+    "tensorrt": "NVIDIA TensorRT with its Python bindings (pip install tensorrt) and a CUDA device",
+}
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend asked for is unknown, not installed, or cannot run with the given device/precision."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the engine relies on; see the module docstring for shapes and dtypes."""
+
+    name: str
+    device: torch.device
+    precision: str
+    input_dtype: torch.dtype
+    has_segmentation: bool
+
+    def run(
+        self, vis_t: torch.Tensor, ir_t: torch.Tensor, want_labels: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+
+class PassthroughBackend:
+    """Benchmark-only backend: ``fused = vis`` and no labels; no model is evaluated."""
+
+    name = "passthrough"
+    has_segmentation = False
+
+    def __init__(self, device: torch.device, precision: str = "fp32") -> None:
+        self.device = device
+        self.precision = precision
+        self.input_dtype = torch.float16 if precision == "fp16" else torch.float32
+
+    def run(
+        self, vis_t: torch.Tensor, ir_t: torch.Tensor, want_labels: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return vis_t, None
+
+
+def _check_precision(precision: str, device: torch.device) -> None:
+    if precision not in PRECISIONS:
+        raise BackendUnavailable(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise BackendUnavailable(
+            f"precision fp16 needs a CUDA device (device is {device}); use precision fp32 on the CPU"
+        )
+
+
+def create_backend(
+    name: str,
+    model: nn.Module | None,
+    seg_head: nn.Module | None,
+    device: torch.device,
+    precision: str = "fp32",
+) -> Backend:
+    """Build backend ``name`` for ``model`` (+ optional ``seg_head``) on ``device`` at ``precision``.
+
+    Raises :class:`BackendUnavailable` with what to install or change when it cannot be built.
+    """
+    _check_precision(precision, device)
+    if name == "torch":
+        from .torch_backend import TorchBackend
+
+        if model is None:
+            raise BackendUnavailable("backend 'torch' needs a model")
+        return TorchBackend(model, seg_head, device, precision)
+    if name == "passthrough":
+        return PassthroughBackend(device, precision)
+    if name in PLANNED_BACKENDS:
+        raise BackendUnavailable(
+            f"backend {name!r} is not available in this version of ssvif_ros (planned; it will need "
+            f"{PLANNED_BACKENDS[name]}); use backend 'torch'"
+        )
+    raise BackendUnavailable(
+        f"unknown backend {name!r}: available: {', '.join(BACKENDS)} (planned: {', '.join(PLANNED_BACKENDS)})"
+    )

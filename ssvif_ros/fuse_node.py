@@ -1,0 +1,901 @@
+"""The fusion node: visible + thermal ``sensor_msgs/Image`` in, fused image (+ class ids, overlay) out.
+
+Run it with ``ros2 launch ssvif_ros fuse.launch.py`` (or ``ros2 run ssvif_ros fuse_node --ros-args
+--params-file config/fuse.yaml``; without a ROS install: ``python -m ssvif_ros.fuse_node --ros-args ...``).
+
+Data flow, per frame::
+
+    visible/image_raw ──┐ decode, pair                 worker thread: thermal 8 bit ─► register ─► engine
+                        ├───────────────► one-slot ──►                                              │
+    thermal/image_raw ──┘ (approximate | latest)  mailbox     ~/fused/image, ~/fused/segmentation, ◄┘
+                                                              ~/fused/overlay (visible header)
+
+Threads: subscription callbacks (the executor) only decode (a view of the message for rgb8/mono*; a
+reorder for bgr/rgba), pair, and drop the pair into a one-slot mailbox; a worker thread takes the newest
+pair, runs thermal gain, registration and the engine, and publishes. A pair replaced in the mailbox
+before the worker took it is counted as skipped, so a model slower than the cameras never builds a
+queue. No work is done for an output without subscribers; the segmentation head runs only when
+``~/fused/segmentation`` or ``~/fused/overlay`` has one.
+
+Robustness: malformed messages are dropped with a throttled warning naming the topic and field and are
+counted; a silent thermal stream switches to visible passthrough (``passthrough_on_thermal_loss``) until
+it returns; a backwards jump of the stamps (a bag loop) resets the synchroniser. ``/diagnostics`` carries
+rates, counts, latency percentiles and an OK/WARN/ERROR status at ``diagnostics.period_s``.
+
+Parameters are all declared at start (read-only, with descriptions; see :data:`PARAMETERS` and
+``config/fuse.yaml``) and validated: an invalid one stops the node with a message naming it (exit code 2).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from .diagnostics import INPUTS, FusionDiagnostics, to_diagnostic_array
+from .io.image_msg import MalformedImage, fill_image, to_rgb8, to_thermal
+from .registration import Registration
+from .sync import POLICIES, create_sync, header_stamp_ns, make_message_filters_sync, message_filters_available
+from .thermal import ThermalToU8
+
+__all__ = ["PARAMETERS", "ConfigError", "FuseConfig", "FuseNode", "LatestMailbox", "main", "parse_config"]
+
+NODE_NAME = "fuse_node"
+VISIBLE_TOPIC = "visible/image_raw"
+THERMAL_TOPIC = "thermal/image_raw"
+VISIBLE, THERMAL = 0, 1
+OUTPUT_ENCODINGS = ("rgb8", "bgr8")
+RELIABILITIES = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+class ConfigError(ValueError):
+    """A parameter (or what it points to) that cannot work; the message names the parameter and why."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    constraints: str = ""
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # --- model and inference -------------------------------------------------------------------------
+    ParamSpec(
+        "weights", "", "fusion checkpoint (.safetensors with its .json sidecar); empty: the shipped model"
+    ),
+    ParamSpec(
+        "model",
+        "lightunet",
+        "model name built with random weights when allow_untrained is true and "
+        "no checkpoint is available (tests/benchmarks only)",
+    ),
+    ParamSpec(
+        "allow_untrained",
+        False,
+        "allow a random-init model when no weights are given and none ships "
+        "(output is NOT a meaningful fusion; for tests and benchmarks)",
+    ),
+    ParamSpec(
+        "backend",
+        "torch",
+        "inference backend",
+        "torch | passthrough (benchmark only: returns the visible image) | onnxruntime, tensorrt (planned)",
+    ),
+    ParamSpec("device", "auto", "inference device", "auto | cpu | cuda | cuda:N"),
+    ParamSpec("precision", "fp32", "inference precision", "fp32 | fp16 (CUDA only)"),
+    ParamSpec("torch_threads", 0, "torch intra-op threads (0: torch's default)", ">= 0"),
+    ParamSpec(
+        "warmup.visible_size",
+        [480, 640],
+        "[height, width] of the expected visible images: the model "
+        "runs once at this size at start; [0, 0] skips the warm-up",
+    ),
+    ParamSpec(
+        "warmup.thermal_size",
+        [0, 0],
+        "[height, width] of the expected thermal images (prebuilds the "
+        "registration maps); [0, 0]: same as warmup.visible_size",
+    ),
+    # --- pairing --------------------------------------------------------------------------------------
+    ParamSpec(
+        "sync.policy",
+        "approximate",
+        "pairing policy",
+        "approximate (message_filters semantics) | "
+        "latest (each visible frame with the closest recent thermal frame)",
+    ),
+    ParamSpec("sync.queue_size", 10, "messages kept per input while waiting for a partner", ">= 1"),
+    ParamSpec("sync.slop_s", 0.05, "largest stamp difference of a pair, seconds", "> 0"),
+    ParamSpec(
+        "sync.use_message_filters",
+        True,
+        "use the real message_filters ApproximateTimeSynchronizer "
+        "when importable (policy approximate); else ssvif_ros.sync",
+    ),
+    ParamSpec(
+        "sync.clock_jump_reset_s",
+        1.0,
+        "a stamp this many seconds older than the newest one seen "
+        "(bag loop, clock reset) resets the synchroniser",
+        "> 0",
+    ),
+    # --- QoS ------------------------------------------------------------------------------------------
+    ParamSpec(
+        "qos.reliability",
+        "best_effort",
+        "input subscriptions' reliability (best_effort matches both reliable and best-effort publishers)",
+        "best_effort | reliable",
+    ),
+    ParamSpec("qos.depth", 5, "input subscriptions' history depth", ">= 1"),
+    ParamSpec(
+        "qos.output_reliability", "reliable", "output publishers' reliability", "best_effort | reliable"
+    ),
+    ParamSpec("qos.output_depth", 2, "output publishers' history depth", ">= 1"),
+    # --- thermal to 8 bit -------------------------------------------------------------------------------
+    ParamSpec(
+        "thermal.mode",
+        "auto",
+        "16-bit thermal gain: auto (percentile window, smoothed) or fixed "
+        "(thermal.fixed_range); mono8 thermal passes through",
+        "auto | fixed",
+    ),
+    ParamSpec("thermal.low_percentile", 1.0, "auto gain: lower percentile of the window", "0 <= low < high"),
+    ParamSpec(
+        "thermal.high_percentile", 99.0, "auto gain: upper percentile of the window", "low < high <= 100"
+    ),
+    ParamSpec("thermal.smoothing", 0.9, "auto gain: EMA weight of the previous window (0: none)", "[0, 1)"),
+    ParamSpec(
+        "thermal.fixed_range",
+        [0.0, 65535.0],
+        "fixed gain: [min_count, max_count] mapped to 0..255",
+        "0 <= min < max <= 65535",
+    ),
+    ParamSpec("thermal.subsample", 4, "auto gain: percentiles on every n-th row and column", ">= 1"),
+    # --- registration -----------------------------------------------------------------------------------
+    ParamSpec(
+        "registration.homography",
+        list(IDENTITY),
+        "3×3 row-major homography from the thermal image "
+        "resized to the visible size to visible pixels (identity: aligned cameras)",
+        "9 numbers",
+    ),
+    ParamSpec(
+        "registration.max_aspect_mismatch",
+        0.25,
+        "largest relative difference of the thermal and "
+        "visible aspect ratios; a pair beyond it is dropped as malformed",
+        ">= 0",
+    ),
+    # --- outputs ----------------------------------------------------------------------------------------
+    ParamSpec("outputs.fused_image", True, "publish ~/fused/image"),
+    ParamSpec(
+        "outputs.segmentation",
+        True,
+        "publish ~/fused/segmentation (mono8 class ids; needs a checkpoint with a segmentation head)",
+    ),
+    ParamSpec("outputs.overlay", True, "publish ~/fused/overlay (classes blended over the fused image)"),
+    ParamSpec("outputs.encoding", "rgb8", "encoding of ~/fused/image and ~/fused/overlay", "rgb8 | bgr8"),
+    ParamSpec("outputs.overlay_alpha", 0.5, "weight of the class colour in the overlay", "[0, 1]"),
+    # --- input loss -------------------------------------------------------------------------------------
+    ParamSpec("timeouts.visible_s", 1.0, "visible silence (seconds) reported as WARN", "> 0"),
+    ParamSpec(
+        "timeouts.thermal_s", 1.0, "thermal silence (seconds) reported as WARN (and passthrough)", "> 0"
+    ),
+    ParamSpec(
+        "passthrough_on_thermal_loss",
+        True,
+        "republish the visible image on ~/fused/image while thermal is silent, so consumers keep a picture",
+    ),
+    # --- diagnostics and logging ----------------------------------------------------------------------------
+    ParamSpec("diagnostics.period_s", 1.0, "period of /diagnostics, seconds", "> 0"),
+    ParamSpec("diagnostics.window", 300, "frames kept for the latency percentiles", ">= 1"),
+    ParamSpec("log_throttle_s", 5.0, "least seconds between two warnings of the same kind", ">= 0"),
+)
+
+
+@dataclass(frozen=True)
+class FuseConfig:
+    """Validated parameters (see :data:`PARAMETERS` for the meaning of each)."""
+
+    weights: str
+    model: str
+    allow_untrained: bool
+    backend: str
+    device: str
+    precision: str
+    torch_threads: int
+    warmup_visible_size: tuple[int, int]
+    warmup_thermal_size: tuple[int, int]
+    sync_policy: str
+    sync_queue_size: int
+    sync_slop_s: float
+    sync_use_message_filters: bool
+    sync_clock_jump_reset_s: float
+    qos_reliability: str
+    qos_depth: int
+    qos_output_reliability: str
+    qos_output_depth: int
+    thermal_mode: str
+    thermal_low_percentile: float
+    thermal_high_percentile: float
+    thermal_smoothing: float
+    thermal_fixed_range: tuple[float, float]
+    thermal_subsample: int
+    homography: tuple[float, ...]
+    max_aspect_mismatch: float
+    output_fused_image: bool
+    output_segmentation: bool
+    output_overlay: bool
+    output_encoding: str
+    overlay_alpha: float
+    visible_timeout_s: float
+    thermal_timeout_s: float
+    passthrough_on_thermal_loss: bool
+    diagnostics_period_s: float
+    diagnostics_window: int
+    log_throttle_s: float
+
+    def thermal_converter(self) -> ThermalToU8:
+        return ThermalToU8(
+            mode=self.thermal_mode,  # type: ignore[arg-type]
+            low_percentile=self.thermal_low_percentile,
+            high_percentile=self.thermal_high_percentile,
+            smoothing=self.thermal_smoothing,
+            fixed_range=self.thermal_fixed_range,
+            subsample=self.thermal_subsample,
+        )
+
+
+def _fail(name: str, why: str) -> ConfigError:
+    return ConfigError(f"parameter '{name}': {why}")
+
+
+def _number(
+    values: dict[str, Any],
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    value = values[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(name, f"must be a finite number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if low is not None and (value < low or (low_open and value == low)):
+        raise _fail(name, f"must be {'>' if low_open else '>='} {low:g}, got {value:g}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise _fail(name, f"must be {'<' if high_open else '<='} {high:g}, got {value:g}")
+    return value
+
+
+def _integer(values: dict[str, Any], name: str, low: int) -> int:
+    value = values[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(name, f"must be an integer, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise _fail(name, f"must be >= {low}, got {value}")
+    return int(value)
+
+
+def _choice(values: dict[str, Any], name: str, choices: tuple[str, ...] | list[str]) -> str:
+    value = values[name]
+    if value not in choices:
+        raise _fail(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def _size(values: dict[str, Any], name: str) -> tuple[int, int]:
+    value = list(values[name])
+    if len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
+        raise _fail(name, f"must be [height, width] with integers >= 0 ([0, 0]: none), got {value!r}")
+    if (value[0] == 0) != (value[1] == 0):
+        raise _fail(name, f"height and width must both be > 0 or both 0, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _floats(values: dict[str, Any], name: str, count: int) -> tuple[float, ...]:
+    value = list(values[name])
+    ok = len(value) == count and all(
+        not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) for v in value
+    )
+    if not ok:
+        raise _fail(name, f"must be {count} finite numbers, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def parse_config(values: dict[str, Any]) -> FuseConfig:
+    """Validate the raw parameter values (name → value, as declared) into a :class:`FuseConfig`.
+
+    Raises :class:`ConfigError` naming the first bad parameter and why. ROS-free (unit-tested directly).
+    """
+    missing = [spec.name for spec in PARAMETERS if spec.name not in values]
+    if missing:
+        raise ConfigError(f"missing parameter(s): {', '.join(missing)}")
+    for name in ("weights", "model", "device"):
+        if not isinstance(values[name], str):
+            raise _fail(name, f"must be a string, got {values[name]!r}")
+    if values["weights"] and not Path(values["weights"]).is_file():
+        raise _fail("weights", f"file {values['weights']} does not exist")
+    cfg = FuseConfig(
+        weights=values["weights"],
+        model=values["model"],
+        allow_untrained=bool(values["allow_untrained"]),
+        backend=str(values["backend"]),
+        device=values["device"],
+        precision=_choice(values, "precision", ("fp32", "fp16")),
+        torch_threads=_integer(values, "torch_threads", 0),
+        warmup_visible_size=_size(values, "warmup.visible_size"),
+        warmup_thermal_size=_size(values, "warmup.thermal_size"),
+        sync_policy=_choice(values, "sync.policy", POLICIES),
+        sync_queue_size=_integer(values, "sync.queue_size", 1),
+        sync_slop_s=_number(values, "sync.slop_s", 0.0, low_open=True),
+        sync_use_message_filters=bool(values["sync.use_message_filters"]),
+        sync_clock_jump_reset_s=_number(values, "sync.clock_jump_reset_s", 0.0, low_open=True),
+        qos_reliability=_choice(values, "qos.reliability", tuple(RELIABILITIES)),
+        qos_depth=_integer(values, "qos.depth", 1),
+        qos_output_reliability=_choice(values, "qos.output_reliability", tuple(RELIABILITIES)),
+        qos_output_depth=_integer(values, "qos.output_depth", 1),
+        thermal_mode=_choice(values, "thermal.mode", ("auto", "fixed")),
+        thermal_low_percentile=_number(values, "thermal.low_percentile", 0.0, 100.0),
+        thermal_high_percentile=_number(values, "thermal.high_percentile", 0.0, 100.0),
+        thermal_smoothing=_number(values, "thermal.smoothing", 0.0, 1.0, high_open=True),
+        thermal_fixed_range=_floats(values, "thermal.fixed_range", 2),  # type: ignore[arg-type]
+        thermal_subsample=_integer(values, "thermal.subsample", 1),
+        homography=_floats(values, "registration.homography", 9),
+        max_aspect_mismatch=_number(values, "registration.max_aspect_mismatch", 0.0),
+        output_fused_image=bool(values["outputs.fused_image"]),
+        output_segmentation=bool(values["outputs.segmentation"]),
+        output_overlay=bool(values["outputs.overlay"]),
+        output_encoding=_choice(values, "outputs.encoding", OUTPUT_ENCODINGS),
+        overlay_alpha=_number(values, "outputs.overlay_alpha", 0.0, 1.0),
+        visible_timeout_s=_number(values, "timeouts.visible_s", 0.0, low_open=True),
+        thermal_timeout_s=_number(values, "timeouts.thermal_s", 0.0, low_open=True),
+        passthrough_on_thermal_loss=bool(values["passthrough_on_thermal_loss"]),
+        diagnostics_period_s=_number(values, "diagnostics.period_s", 0.0, low_open=True),
+        diagnostics_window=_integer(values, "diagnostics.window", 1),
+        log_throttle_s=_number(values, "log_throttle_s", 0.0),
+    )
+    if cfg.thermal_low_percentile >= cfg.thermal_high_percentile:
+        raise _fail(
+            "thermal.low_percentile",
+            f"must be < thermal.high_percentile "
+            f"({cfg.thermal_low_percentile:g} >= {cfg.thermal_high_percentile:g})",
+        )
+    low, high = cfg.thermal_fixed_range
+    if not 0.0 <= low < high <= 65535.0:
+        raise _fail(
+            "thermal.fixed_range", f"must be [min, max] with 0 <= min < max <= 65535, got [{low}, {high}]"
+        )
+    try:
+        Registration(cfg.homography, (1, 1))
+    except ValueError as err:
+        raise _fail("registration.homography", str(err)) from None
+    if not (cfg.output_fused_image or cfg.output_segmentation or cfg.output_overlay):
+        raise _fail(
+            "outputs.fused_image",
+            "all outputs (outputs.fused_image, outputs.segmentation, "
+            "outputs.overlay) are disabled: the node would have nothing to publish",
+        )
+    return cfg
+
+
+@dataclass(slots=True)
+class Frame:
+    """One decoded input: the message header (copied to outputs), its stamp in ns, and the pixels."""
+
+    header: Any
+    stamp_ns: int
+    array: np.ndarray  # visible (H, W, 3) uint8 RGB; thermal (h, w) uint8 or uint16
+    arrival: float  # time.monotonic() when the callback received it
+
+
+@dataclass(slots=True)
+class Job:
+    """Work for the inference worker: a pair, or a visible frame alone (passthrough while thermal is lost)."""
+
+    visible: Frame
+    thermal: Frame | None
+
+
+class LatestMailbox:
+    """Single-slot hand-over between callbacks and the worker: :meth:`put` replaces an untaken item
+    (returns True then, so the caller counts a skip), :meth:`take` waits for one."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+
+    def put(self, item: Any) -> bool:
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float) -> Any:
+        with self._cond:
+            if self._item is None:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+
+def _qos(reliability: str, depth: int) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=RELIABILITIES[reliability],
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+def load_engine(cfg: FuseConfig, logger: Any) -> Any:
+    """The :class:`~ssvif_ros.engine.FusionEngine` the parameters ask for, or a :class:`ConfigError`."""
+    from .backends import BackendUnavailable
+    from .checkpoint import CheckpointError
+    from .engine import FusionEngine, default_weights, resolve_device
+
+    try:
+        resolve_device(cfg.device)
+    except (ValueError, RuntimeError) as err:
+        raise _fail("device", f"{err} (use auto or cpu)") from None
+    weights = cfg.weights or (str(default_weights()) if default_weights() is not None else "")
+    if not weights and not cfg.allow_untrained and cfg.backend != "passthrough":
+        raise _fail(
+            "weights",
+            "is empty and no trained model ships with this version of ssvif_ros "
+            "(ssvif_ros/weights/lightunet_ssvif.safetensors): set weights:=/path/to/model.safetensors; "
+            "for tests and benchmarks only, allow_untrained:=true runs a random-init model:=lightunet",
+        )
+    try:
+        if cfg.backend == "passthrough":
+            logger.warning(
+                "backend 'passthrough' is for BENCHMARKING ONLY: no model runs and ~/fused/image republishes "
+                "the visible image; use backend torch for fusion"
+            )
+            return FusionEngine(model_name=cfg.model, device=cfg.device, backend="passthrough")
+        if weights:
+            return FusionEngine(
+                weights=weights, device=cfg.device, backend=cfg.backend, precision=cfg.precision
+            )
+        logger.warning(
+            f"UNTRAINED model {cfg.model!r} with random weights (allow_untrained is true): the output is NOT "
+            "a meaningful fusion; use this for tests and benchmarks only, and set weights for real use"
+        )
+        import torch
+
+        torch.manual_seed(0)  # the same random model in every process
+        return FusionEngine(
+            model_name=cfg.model, device=cfg.device, backend=cfg.backend, precision=cfg.precision
+        )
+    except CheckpointError as err:
+        raise _fail("weights", str(err)) from None
+    except KeyError as err:
+        raise _fail("model", str(err.args[0] if err.args else err)) from None
+    except BackendUnavailable as err:
+        name = "precision" if "precision" in str(err) else "backend"
+        raise _fail(name, str(err)) from None
+
+
+class FuseNode(Node):
+    """The fusion node; ``kwargs`` go to :class:`rclpy.node.Node` (e.g. ``context``, ``parameter_overrides``).
+
+    Raises :class:`ConfigError` from the constructor when a parameter is invalid.
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.config = cfg = parse_config({spec.name: self._declare(spec) for spec in PARAMETERS})
+        log = self.get_logger()
+        if cfg.torch_threads > 0:
+            import torch
+
+            torch.set_num_threads(cfg.torch_threads)
+        started = time.perf_counter()
+        self.engine = load_engine(cfg, log)
+        self._thermal_to_u8 = cfg.thermal_converter()
+        self._registration: Registration | None = None
+        self._overlay = None
+
+        # Outputs.
+        out_qos = _qos(cfg.qos_output_reliability, cfg.qos_output_depth)
+        self._pub_image = (
+            self.create_publisher(Image, "~/fused/image", out_qos) if cfg.output_fused_image else None
+        )
+        self._pub_seg = self._pub_overlay = None
+        if (cfg.output_segmentation or cfg.output_overlay) and not self.engine.has_segmentation:
+            log.warning(
+                f"model {self.engine.name} (backend {self.engine.backend.name}) has no segmentation head: "
+                "~/fused/segmentation and ~/fused/overlay are not published (use a checkpoint trained with "
+                "the SSVIF recipe, or set outputs.segmentation/outputs.overlay to false)"
+            )
+        elif self.engine.has_segmentation:
+            if cfg.output_segmentation:
+                self._pub_seg = self.create_publisher(Image, "~/fused/segmentation", out_qos)
+            if cfg.output_overlay:
+                from .overlay import MaskOverlay, class_palette
+
+                self._overlay = MaskOverlay(class_palette(self.engine.num_classes), cfg.overlay_alpha)
+                self._pub_overlay = self.create_publisher(Image, "~/fused/overlay", out_qos)
+        if self._pub_image is None and self._pub_seg is None and self._pub_overlay is None:
+            raise _fail(
+                "outputs.fused_image", "is false and the model has no segmentation head: nothing to publish"
+            )
+        self._out_msgs = {"image": Image(), "segmentation": Image(), "overlay": Image()}
+
+        # Warm-up before any subscription exists, so no message waits behind it.
+        if cfg.warmup_visible_size[0] > 0:
+            height, width = cfg.warmup_visible_size
+            self.engine.warmup(height, width, with_labels=self.engine.has_segmentation)
+            thermal_size = cfg.warmup_thermal_size if cfg.warmup_thermal_size[0] > 0 else (height, width)
+            self._registration_for((height, width)).valid_mask(thermal_size)
+        startup_s = time.perf_counter() - started
+
+        # Inputs and pairing.
+        in_qos = _qos(cfg.qos_reliability, cfg.qos_depth)
+        self._sync = None
+        self._mf = None
+        self._last_stamp: int | None = None
+        self._state_lock = threading.Lock()
+        self._lost = [False, False]
+        self._throttle: dict[tuple[str, str], list[float]] = {}
+        use_mf = (
+            cfg.sync_policy == "approximate" and cfg.sync_use_message_filters and message_filters_available()
+        )
+        if use_mf:
+            self._mf = make_message_filters_sync(
+                self,
+                [(Image, VISIBLE_TOPIC), (Image, THERMAL_TOPIC)],
+                self._on_synced,
+                cfg.sync_queue_size,
+                cfg.sync_slop_s,
+                qos_profile=in_qos,
+            )
+            self._mf.subscribers[VISIBLE].registerCallback(self._on_visible_arrival)
+            self._mf.subscribers[THERMAL].registerCallback(self._on_thermal_arrival)
+            self.topics = [self.resolve_topic_name(VISIBLE_TOPIC), self.resolve_topic_name(THERMAL_TOPIC)]
+            sync_name = "message_filters.ApproximateTimeSynchronizer"
+        else:
+            self._sync = create_sync(cfg.sync_policy, cfg.sync_queue_size, cfg.sync_slop_s)
+            self._subs = [
+                self.create_subscription(Image, VISIBLE_TOPIC, self._on_visible, in_qos),
+                self.create_subscription(Image, THERMAL_TOPIC, self._on_thermal, in_qos),
+            ]
+            self.topics = [sub.topic_name for sub in self._subs]
+            sync_name = f"ssvif_ros.sync {cfg.sync_policy}"
+
+        info = {
+            "model": self.engine.name,
+            "weights": str(getattr(self.engine.checkpoint, "path", None) or "untrained"),
+            "backend": self.engine.backend.name,
+            "device": str(self.engine.device),
+            "precision": cfg.precision,
+            "sync": sync_name,
+        }
+        self.diagnostics = FusionDiagnostics(
+            {"visible": self.topics[VISIBLE], "thermal": self.topics[THERMAL]},
+            {"visible": cfg.visible_timeout_s, "thermal": cfg.thermal_timeout_s},
+            window=cfg.diagnostics_window,
+            info=info,
+            now=time.monotonic(),
+        )
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
+        watch_period = min(0.25, max(0.02, min(cfg.visible_timeout_s, cfg.thermal_timeout_s) / 4))
+        self._watch_timer = self.create_timer(watch_period, self._watch_inputs)
+
+        # The worker.
+        self._mailbox = LatestMailbox()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="fuse_node.worker", daemon=True)
+        self._worker.start()
+
+        outputs = [
+            pub.topic_name for pub in (self._pub_image, self._pub_seg, self._pub_overlay) if pub is not None
+        ]
+        log.info(
+            f"ready in {startup_s:.1f} s: model {self.engine.name} ({info['weights']}), backend "
+            f"{info['backend']} on {info['device']} {cfg.precision}; inputs {self.topics[VISIBLE]} + "
+            f"{self.topics[THERMAL]} ({sync_name}, slop {cfg.sync_slop_s:g} s, QoS {cfg.qos_reliability} "
+            f"depth {cfg.qos_depth}); outputs {', '.join(outputs)}"
+        )
+
+    # --- parameters -----------------------------------------------------------------------------------
+
+    def _declare(self, spec: ParamSpec) -> Any:
+        # Doubles accept integers too (a YAML `slop_s: 1` is meant as 1.0): they are typed dynamically and
+        # checked by parse_config. Everything else is strictly typed by rclpy.
+        is_double = isinstance(spec.default, float) or (
+            isinstance(spec.default, list) and spec.default and isinstance(spec.default[0], float)
+        )
+        descriptor = ParameterDescriptor(
+            name=spec.name,
+            description=spec.description,
+            additional_constraints=spec.constraints,
+            read_only=True,  # read once at start; restart the node to change one
+            dynamic_typing=bool(is_double),
+        )
+        try:
+            return self.declare_parameter(spec.name, spec.default, descriptor).value
+        except InvalidParameterTypeException as err:
+            raise _fail(spec.name, f"wrong type ({err}); default is {spec.default!r}") from None
+
+    # --- input callbacks (executor thread: keep them cheap) -----------------------------------------------
+
+    def _on_visible(self, msg: Image) -> None:
+        stamp = self._arrival(VISIBLE, msg)
+        frame = self._decode(VISIBLE, msg, stamp)
+        if frame is None:
+            return
+        if self._passthrough_active():
+            self._submit(Job(frame, None))
+        self._pair(VISIBLE, stamp, frame)
+
+    def _on_thermal(self, msg: Image) -> None:
+        stamp = self._arrival(THERMAL, msg)
+        frame = self._decode(THERMAL, msg, stamp)
+        if frame is not None:
+            self._pair(THERMAL, stamp, frame)
+
+    def _on_visible_arrival(self, msg: Image) -> None:
+        """message_filters path: every visible message (pairing happens in :meth:`_on_synced`)."""
+        stamp = self._arrival(VISIBLE, msg)
+        if self._passthrough_active():
+            frame = self._decode(VISIBLE, msg, stamp)
+            if frame is not None:
+                self._submit(Job(frame, None))
+
+    def _on_thermal_arrival(self, msg: Image) -> None:
+        self._arrival(THERMAL, msg)
+
+    def _on_synced(self, vis_msg: Image, th_msg: Image) -> None:
+        """message_filters path: one approximate-time pair."""
+        vis = self._decode(VISIBLE, vis_msg, header_stamp_ns(vis_msg) or 0)
+        th = self._decode(THERMAL, th_msg, header_stamp_ns(th_msg) or 0)
+        if vis is not None and th is not None:
+            self.diagnostics.paired()
+            self._submit(Job(vis, th))
+
+    def _arrival(self, index: int, msg: Image) -> int:
+        """Count the message, note a returning input, reset pairing on a backwards stamp jump."""
+        now = time.monotonic()
+        with self._state_lock:
+            was_lost, self._lost[index] = self._lost[index], False
+        if was_lost:
+            silent = self.diagnostics.silent_for(INPUTS[index], now)
+            what = "fusion resumed" if index == THERMAL else "fused output resumes"
+            self.get_logger().info(
+                f"{INPUTS[index]} topic {self.topics[index]} back after {silent:.1f} s: {what}"
+            )
+            if index == THERMAL:
+                self.diagnostics.set_mode("fusion")
+        self.diagnostics.arrived(INPUTS[index], now)
+        stamp = header_stamp_ns(msg) or 0
+        newest = self._last_stamp
+        if newest is not None and stamp < newest - int(self.config.sync_clock_jump_reset_s * 1e9):
+            self._reset_pairing(index, (newest - stamp) / 1e9)
+            newest = None
+        self._last_stamp = stamp if newest is None else max(newest, stamp)
+        return stamp
+
+    def _reset_pairing(self, index: int, jump_s: float) -> None:
+        if self._sync is not None:
+            self._sync.reset()
+        elif self._mf is not None:  # the real message_filters keeps its queues in `queues` under `lock`
+            synchronizer = self._mf.synchronizer
+            with getattr(synchronizer, "lock", threading.Lock()):
+                for queue in getattr(synchronizer, "queues", []):
+                    queue.clear()
+        self._thermal_to_u8.reset()
+        self.diagnostics.sync_reset()
+        self.get_logger().warning(
+            f"{INPUTS[index]} stamps on {self.topics[index]} jumped back {jump_s:.1f} s (bag loop or clock "
+            "reset?): synchroniser and thermal gain reset; pairing restarts with the new stamps"
+        )
+
+    def _decode(self, index: int, msg: Image, stamp: int) -> Frame | None:
+        topic = self.topics[index]
+        try:
+            array = to_rgb8(msg, topic) if index == VISIBLE else to_thermal(msg, topic)
+        except MalformedImage as err:
+            self.diagnostics.malformed(INPUTS[index], err.field)
+            self._warn_throttled(
+                (topic, err.field),
+                f"dropped a malformed {INPUTS[index]} message: {err}; fix the publisher "
+                "(counted in /diagnostics)",
+            )
+            return None
+        return Frame(msg.header, stamp, array, time.monotonic())
+
+    def _pair(self, index: int, stamp: int, frame: Frame) -> None:
+        for pair in self._sync.add(index, stamp, frame):
+            self.diagnostics.paired()
+            self._submit(Job(*pair.items))
+
+    def _submit(self, job: Job) -> None:
+        if self._mailbox.put(job):
+            self.diagnostics.add_skipped()
+
+    def _passthrough_active(self) -> bool:
+        if not self.config.passthrough_on_thermal_loss:
+            return False
+        self._watch_inputs()  # the state may have changed since the last timer tick
+        return self._lost[THERMAL]
+
+    def _warn_throttled(self, key: tuple[str, str], text: str) -> None:
+        now = time.monotonic()
+        entry = self._throttle.setdefault(key, [-math.inf, 0])
+        if now - entry[0] >= self.config.log_throttle_s:
+            suppressed = f" ({int(entry[1])} similar since the last warning)" if entry[1] else ""
+            self.get_logger().warning(text + suppressed)
+            entry[0], entry[1] = now, 0
+        else:
+            entry[1] += 1
+
+    # --- timers ------------------------------------------------------------------------------------------
+
+    def _watch_inputs(self) -> None:
+        """Turn an input silent beyond its timeout into the 'lost' state (once, with a log line)."""
+        now = time.monotonic()
+        for index, name in enumerate(INPUTS):
+            if self._lost[index] or not self.diagnostics.is_silent(name, now):
+                continue
+            with self._state_lock:
+                if self._lost[index]:
+                    continue
+                self._lost[index] = True
+            silent = self.diagnostics.silent_for(name, now)
+            timeout = self.diagnostics.inputs[name].timeout_s
+            if index == THERMAL and self.config.passthrough_on_thermal_loss:
+                action = "publishing visible passthrough"
+                self.diagnostics.set_mode("passthrough")
+            elif index == THERMAL:
+                action = "no fused output until it returns (passthrough_on_thermal_loss is false)"
+            else:
+                action = "no fused output until it returns"
+            never = self.diagnostics.inputs[name].last_arrival is None
+            what = "no message since start" if never else "silent"
+            self.get_logger().warning(
+                f"{name} topic {self.topics[index]} {what} for {silent:.1f} s (timeout {timeout:g} s): "
+                f"{action}; check the camera driver and the topic remapping"
+            )
+
+    def _publish_diagnostics(self) -> None:
+        if self._sync is not None:
+            unmatched = self._sync.stats.unmatched
+            self.diagnostics.set_unmatched(unmatched[VISIBLE], unmatched[THERMAL])
+        snapshot = self.diagnostics.snapshot(time.monotonic())
+        array = to_diagnostic_array(
+            snapshot, self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", str(self.engine.device)
+        )
+        self._pub_diag.publish(array)
+
+    # --- the worker ------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            job = self._mailbox.take(timeout=0.1)
+            if job is None:
+                continue
+            try:
+                self._process(job)
+            except Exception as err:  # keep running: one bad frame must not stop the robot's pipeline
+                self.diagnostics.error(f"{type(err).__name__}: {err}")
+                self._warn_throttled(("worker", type(err).__name__), f"processing a frame failed: {err!r}")
+
+    def _registration_for(self, size: tuple[int, int]) -> Registration:
+        if self._registration is None or self._registration.output_size != size:
+            self._registration = Registration(self.config.homography, size)
+        return self._registration
+
+    def _process(self, job: Job) -> None:
+        """Thermal gain → registration → engine → publish, for the outputs someone listens to."""
+        want_image = self._pub_image is not None and self._pub_image.get_subscription_count() > 0
+        want_seg = self._pub_seg is not None and self._pub_seg.get_subscription_count() > 0
+        want_overlay = self._pub_overlay is not None and self._pub_overlay.get_subscription_count() > 0
+        vis = job.visible
+        if job.thermal is None:  # visible passthrough while thermal is lost
+            if not want_image:
+                self.diagnostics.add_no_subscribers()
+                return
+            self._publish("image", self._pub_image, vis.array, self.config.output_encoding, vis.header)
+            in_node = time.monotonic() - vis.arrival
+            self.diagnostics.frame_done(self._age_s(vis.stamp_ns), 0.0, in_node, passthrough=True)
+            return
+        if not (want_image or want_seg or want_overlay):
+            self.diagnostics.add_no_subscribers()
+            return
+        thermal = job.thermal.array
+        if not self._aspect_ok(vis.array.shape, thermal.shape):
+            return
+        ir = self._registration_for(vis.array.shape[:2])(self._thermal_to_u8(thermal))
+        started = time.perf_counter()
+        result = self.engine.fuse(vis.array, ir, want_labels=want_seg or want_overlay)
+        inference_s = time.perf_counter() - started
+        encoding = self.config.output_encoding
+        if want_image:
+            self._publish("image", self._pub_image, result.image, encoding, vis.header)
+        if want_seg:
+            self._publish("segmentation", self._pub_seg, result.labels, "mono8", vis.header)
+        if want_overlay:
+            overlay = self._overlay.blend(result.image, result.labels)
+            self._publish("overlay", self._pub_overlay, overlay, encoding, vis.header)
+        in_node = time.monotonic() - max(vis.arrival, job.thermal.arrival)
+        self.diagnostics.frame_done(self._age_s(vis.stamp_ns), inference_s, in_node)
+
+    def _aspect_ok(self, vis_shape: tuple[int, ...], th_shape: tuple[int, ...]) -> bool:
+        vis_aspect = vis_shape[1] / vis_shape[0]
+        th_aspect = th_shape[1] / th_shape[0]
+        mismatch = abs(th_aspect / vis_aspect - 1.0)
+        if mismatch <= self.config.max_aspect_mismatch:
+            return True
+        self.diagnostics.malformed("thermal", "aspect")
+        self._warn_throttled(
+            (self.topics[THERMAL], "aspect"),
+            f"dropped a pair: thermal {th_shape[1]}×{th_shape[0]} (aspect {th_aspect:.2f}) on "
+            f"{self.topics[THERMAL]} does not match visible {vis_shape[1]}×{vis_shape[0]} (aspect "
+            f"{vis_aspect:.2f}) on {self.topics[VISIBLE]}: mismatch {mismatch:.2f} > "
+            f"registration.max_aspect_mismatch {self.config.max_aspect_mismatch:g}; check the remapped "
+            "topics, or raise the tolerance if the homography corrects it",
+        )
+        return False
+
+    def _publish(self, key: str, publisher: Any, array: np.ndarray, encoding: str, header: Any) -> None:
+        if encoding == "bgr8":
+            array = array[..., ::-1]
+        msg = self._out_msgs[key]  # reused: publish() serialises before returning
+        fill_image(msg, array, encoding, header)
+        publisher.publish(msg)
+
+    def _age_s(self, stamp_ns: int) -> float:
+        return (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
+
+    def destroy_node(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+            self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console entry point (``ros2 run ssvif_ros fuse_node``): 0 on a clean shutdown, 2 on a bad parameter."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = FuseNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except ConfigError as err:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {err}")
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""FusionDiagnostics: rates over a period, latency percentiles, status and reason, DiagnosticArray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ssvif_ros.diagnostics import (
+    ERROR,
+    OK,
+    WARN,
+    FusionDiagnostics,
+    percentile,
+    to_diagnostic_array,
+    values_from_status,
+)
+
+TOPICS = {"visible": "/cam/image_raw", "thermal": "/flir/image_raw"}
+
+
+def make(now: float = 100.0, window: int = 300) -> FusionDiagnostics:
+    return FusionDiagnostics(
+        TOPICS, {"visible": 0.5, "thermal": 1.0}, window=window, info={"backend": "torch"}, now=now
+    )
+
+
+def test_percentile_matches_numpy():
+    values = list(np.random.default_rng(0).random(37))
+    for q in (0, 50, 95, 99, 100):
+        assert percentile(values, q) == pytest.approx(np.percentile(values, q))
+    assert percentile([], 50) is None
+    with pytest.raises(ValueError):
+        percentile(values, 101)
+
+
+def test_rates_counts_and_latency_percentiles():
+    diag = make()
+    for i in range(20):  # 20 Hz visible, 10 Hz thermal over one second
+        diag.arrived("visible", 100.0 + i * 0.05)
+        if i % 2 == 0:
+            diag.arrived("thermal", 100.0 + i * 0.05)
+    for latency, inference in ((0.030, 0.020), (0.040, 0.025), (0.050, 0.045)):
+        diag.frame_done(latency, inference)
+    diag.paired(3)
+    diag.add_skipped(2)
+    diag.set_unmatched(1, 4)
+    snap = diag.snapshot(101.0)
+    v = snap.values
+    assert snap.level == OK, snap.message
+    assert v["backend"] == "torch" and v["visible topic"] == TOPICS["visible"]
+    assert float(v["visible rate (Hz)"]) == pytest.approx(20.0)
+    assert float(v["thermal rate (Hz)"]) == pytest.approx(10.0)
+    assert float(v["paired rate (Hz)"]) == pytest.approx(3.0)
+    assert v["skipped (model busy)"] == "2" and v["unmatched thermal"] == "4"
+    assert float(v["latency p50 (ms)"]) == pytest.approx(40.0)
+    assert float(v["inference p50 (ms)"]) == pytest.approx(25.0)
+    assert float(v["overhead p50 (ms)"]) == pytest.approx(10.0)  # per frame: 10, 15, 5 ms
+    assert float(v["overhead p95 (ms)"]) == pytest.approx(np.percentile([10, 15, 5], 95), abs=0.01)
+    # rates are per period: nothing arrived in the next second
+    assert float(diag.snapshot(102.0).values["visible rate (Hz)"]) == 0.0
+
+
+def test_latency_window_is_bounded():
+    diag = make(window=4)
+    for ms in range(10):
+        diag.frame_done(ms / 1000, 0.0)
+    values = diag.snapshot(100.5).values
+    assert values["latency window (frames)"] == "4"
+    assert float(values["latency p50 (ms)"]) == pytest.approx(7.5)  # of 6, 7, 8, 9
+
+
+def test_status_warns_on_silence_and_malformed_and_errors_on_failures():
+    diag = make()
+    diag.arrived("visible", 100.0)
+    diag.arrived("thermal", 100.0)
+    assert diag.snapshot(100.4).level == OK
+    snap = diag.snapshot(100.8)  # visible timeout 0.5 s passed
+    assert snap.level == WARN
+    assert "visible topic /cam/image_raw silent for 0.8 s (timeout 0.5 s)" in snap.message
+    assert "thermal" not in snap.message
+    diag.arrived("visible", 100.9)
+    diag.arrived("thermal", 100.9)
+    diag.malformed("thermal", "step")
+    diag.malformed("thermal", "step")
+    snap = diag.snapshot(101.0)
+    assert snap.level == WARN and "2 malformed thermal message(s)" in snap.message
+    assert snap.values["thermal malformed by field"] == "step: 2"
+    assert diag.snapshot(101.1).level == OK  # malformed counts only for the period they happened in
+    diag.error("RuntimeError: boom")
+    snap = diag.snapshot(101.2)
+    assert snap.level == ERROR and "boom" in snap.message
+    diag.set_mode("passthrough")
+    snap = diag.snapshot(102.5)
+    assert snap.level == WARN and "thermal topic /flir/image_raw silent" in snap.message
+    assert "passthrough" in snap.message and snap.values["mode"] == "passthrough"
+
+
+def test_silence_counts_from_start_until_the_first_message():
+    diag = make(now=50.0)
+    assert diag.silent_for("thermal", 50.6) == pytest.approx(0.6)
+    assert not diag.is_silent("thermal", 50.6) and diag.is_silent("visible", 50.6)
+
+
+def test_totals_and_diagnostic_array():
+    from builtin_interfaces.msg import Time
+
+    diag = make()
+    diag.arrived("visible", 100.0)
+    diag.malformed("visible", "encoding")
+    diag.frame_done(0.01, 0.0, passthrough=True)
+    diag.sync_reset()
+    totals = diag.totals()
+    assert totals["malformed_fields"]["visible"] == {"encoding": 1}
+    assert totals["passthrough"] == 1 and totals["published"] == 1 and totals["sync_resets"] == 1
+    snap = diag.snapshot(100.1)
+    array = to_diagnostic_array(snap, Time(sec=5, nanosec=7), "fuse_node: fusion", "cpu")
+    (status,) = array.status
+    assert array.header.stamp.sec == 5 and status.name == "fuse_node: fusion" and status.hardware_id == "cpu"
+    assert status.level == bytes([snap.level]) and status.message == snap.message
+    assert values_from_status(status.values) == snap.values

@@ -1,0 +1,667 @@
+"""The fusion node on a real rclpy graph (loopback, this run's domain): pixels, headers, outputs, bad input,
+thermal loss, clock jumps, parameters; in process and as a separate process started like the product.
+
+Expected outputs are computed independently of the node: the same arrays through ThermalToU8 (no temporal
+smoothing), Registration and a separately loaded FusionEngine.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from ssvif_ros.checkpoint import save_checkpoint  # noqa: E402
+from ssvif_ros.diagnostics import values_from_status  # noqa: E402
+from ssvif_ros.engine import FusionEngine, default_weights  # noqa: E402
+from ssvif_ros.fuse_node import PARAMETERS, ConfigError, FuseNode, LatestMailbox, parse_config  # noqa: E402
+from ssvif_ros.io.image_msg import image_to_numpy  # noqa: E402
+from ssvif_ros.models import SegHead, create_model  # noqa: E402
+from ssvif_ros.overlay import MaskOverlay, class_palette  # noqa: E402
+from ssvif_ros.registration import Registration  # noqa: E402
+from ssvif_ros.thermal import ThermalToU8  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+H, W = 48, 64
+NUM_CLASSES = 5
+SHIFT = [1.0, 0.0, -3.0, 0.0, 1.0, 2.0, 0.0, 0.0, 1.0]  # a non-identity registration
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+FUSED, SEG, OVERLAY = "/fuse_node/fused/image", "/fuse_node/fused/segmentation", "/fuse_node/fused/overlay"
+
+
+# --- fixtures and helpers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A random-init lightunet with a segmentation head (cheap; the node only needs *a* checkpoint)."""
+    torch.manual_seed(3)
+    model = create_model("lightunet").eval()
+    head = SegHead(model.feature_channels, num_classes=NUM_CLASSES, hidden_channels=8).eval()
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", model, head)
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint) -> FusionEngine:
+    return FusionEngine(weights=checkpoint, device="cpu")
+
+
+def node_params(checkpoint: Path, **extra) -> dict:
+    params = {
+        "weights": str(checkpoint),
+        "device": "cpu",
+        "warmup.visible_size": [H, W],
+        "warmup.thermal_size": [24, 32],
+        "qos.reliability": "reliable",
+        "thermal.smoothing": 0.0,
+        "registration.homography": SHIFT,
+        "diagnostics.period_s": 0.2,
+        "log_throttle_s": 0.0,
+    }
+    params.update(extra)
+    return params
+
+
+class Graph:
+    """One rclpy context: the node under test, a tester node with publishers/subscribers, one executor."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(args=["test"], context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.nodes: list = []
+        self.tester = self.add(rclpy.create_node("tester", context=self.context))
+        self.pub_vis = self.tester.create_publisher(Image, "/visible/image_raw", RELIABLE)
+        self.pub_th = self.tester.create_publisher(Image, "/thermal/image_raw", RELIABLE)
+        self.received: dict[str, dict[int, list[Image]]] = defaultdict(lambda: defaultdict(list))
+        self.subs: dict[str, object] = {}
+        self.diagnostics: list = []
+
+    def add(self, node):
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def fuse_node(self, params: dict) -> FuseNode:
+        overrides = [Parameter(k, value=v) for k, v in params.items()]
+        return self.add(FuseNode(context=self.context, parameter_overrides=overrides))
+
+    def subscribe(self, topic: str) -> None:
+        def store(msg: Image, topic=topic) -> None:
+            self.received[topic][stamp_ns(msg)].append(msg)
+
+        self.subs[topic] = self.tester.create_subscription(Image, topic, store, RELIABLE)
+
+    def subscribe_diagnostics(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.tester.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+
+    def spin_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            self.executor.spin_once(timeout_sec=0.02)
+        assert predicate(), f"timed out after {timeout} s waiting for {what}"
+
+    def spin_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def wait_matched(self, node: FuseNode | None = None, outputs: tuple[str, ...] = (), timeout=20.0) -> None:
+        def matched() -> bool:
+            ok = self.pub_vis.get_subscription_count() > 0 and self.pub_th.get_subscription_count() > 0
+            return ok and all(self.subs[t].get_publisher_count() > 0 for t in outputs)
+
+        self.spin_until(matched, timeout, "discovery (publishers and subscribers matched)")
+        if node is not None:  # the node's side of each output must see the tester's subscription too
+            pubs = {FUSED: node._pub_image, SEG: node._pub_seg, OVERLAY: node._pub_overlay}
+            self.spin_until(
+                lambda: all(pubs[t].get_subscription_count() > 0 for t in outputs), timeout, "output matching"
+            )
+
+    def close(self) -> None:
+        for node in self.nodes:
+            self.executor.remove_node(node)
+            node.destroy_node()
+        self.executor.shutdown()
+        rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture
+def graph() -> Iterator[Graph]:
+    g = Graph()
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+def stamp_ns(msg: Image) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def make_image(
+    pixels: np.ndarray, encoding: str, stamp: int, frame_id: str, bigendian: bool = False, pad: int = 0
+) -> Image:
+    """A message built by hand (not with the code under test): any byte order and row padding."""
+    height, width = pixels.shape[:2]
+    rows = (
+        pixels.astype(pixels.dtype.newbyteorder(">" if bigendian else "<")).reshape(height, -1).view(np.uint8)
+    )
+    rows = np.concatenate([rows, np.full((height, pad), 7, np.uint8)], axis=1)
+    msg = Image(
+        height=height, width=width, encoding=encoding, is_bigendian=int(bigendian), step=rows.shape[1]
+    )
+    msg.data = array.array("B", rows.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def pixels_of(msg: Image) -> np.ndarray:
+    return np.array(image_to_numpy(msg))
+
+
+class Scene:
+    """Random visible RGB and raw thermal frames, and the outputs expected from them."""
+
+    def __init__(self, reference: FusionEngine, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.reference = reference
+        self.registration = Registration(SHIFT, (H, W))
+        self.overlay = MaskOverlay(class_palette(NUM_CLASSES), 0.5)
+
+    def visible(self) -> np.ndarray:
+        return self.rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+    def thermal16(self, height: int = 24, width: int = 32) -> np.ndarray:
+        return self.rng.integers(3000, 9000, (height, width), dtype=np.uint16)
+
+    def expected(self, vis: np.ndarray, thermal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ir = self.registration(ThermalToU8("auto", 1.0, 99.0, smoothing=0.0, subsample=4)(thermal))
+        result = self.reference.fuse(vis, ir, want_labels=True)
+        return result.image, result.labels, self.overlay.blend(result.image, result.labels)
+
+
+def visible_message(vis: np.ndarray, encoding: str, stamp: int, pad: int = 0) -> Image:
+    layout = {
+        "rgb8": vis,
+        "bgr8": vis[..., ::-1],
+        "rgba8": np.concatenate([vis, np.full((H, W, 1), 200, np.uint8)], axis=2),
+        "bgra8": np.concatenate([vis[..., ::-1], np.full((H, W, 1), 9, np.uint8)], axis=2),
+    }[encoding]
+    return make_image(np.ascontiguousarray(layout), encoding, stamp, "vis_cam", pad=pad)
+
+
+def record_fuse_calls(node: FuseNode) -> list[bool]:
+    """Wrap the node's engine.fuse to record want_labels per call."""
+    calls: list[bool] = []
+    original = node.engine.fuse
+
+    def fuse(vis, ir, want_labels=False):
+        calls.append(want_labels)
+        return original(vis, ir, want_labels=want_labels)
+
+    node.engine.fuse = fuse
+    return calls
+
+
+# --- in-process tests -------------------------------------------------------------------------------------
+
+
+@pytest.mark.ros
+def test_fused_outputs_match_the_engine_and_only_requested_work_is_done(graph, checkpoint, reference):
+    node = graph.fuse_node(node_params(checkpoint))
+    calls = record_fuse_calls(node)
+    scene = Scene(reference)
+    graph.wait_matched()
+    t0 = time.time_ns()
+
+    # Nobody subscribes yet: the pair is counted, the engine is not run.
+    graph.pub_th.publish(make_image(scene.thermal16(), "mono16", t0 + 3_000_000, "th_cam"))
+    graph.pub_vis.publish(visible_message(scene.visible(), "rgb8", t0))
+    graph.spin_until(
+        lambda: node.diagnostics.totals()["no_subscribers"] == 1, 10, "a pair without subscribers"
+    )
+    assert calls == []
+
+    graph.subscribe(FUSED)
+    graph.wait_matched(node, (FUSED,))
+    # visible encodings × thermal encodings/byte orders/padding, thermal at half resolution, stamp jitter
+    cases = [
+        ("rgb8", 0, "mono16", False, 0, +4),
+        ("bgr8", 6, "16UC1", True, 4, -6),
+        ("rgba8", 0, "mono8", False, 3, +1),
+    ]
+    for i, (vis_enc, vis_pad, th_enc, big, th_pad, jitter_ms) in enumerate(cases, start=1):
+        stamp = t0 + i * 100_000_000
+        vis = scene.visible()
+        thermal = (
+            scene.thermal16() if th_enc != "mono8" else scene.rng.integers(0, 256, (24, 32), dtype=np.uint8)
+        )
+        graph.pub_th.publish(
+            make_image(thermal, th_enc, stamp + jitter_ms * 1_000_000, "th_cam", big, th_pad)
+        )
+        graph.pub_vis.publish(visible_message(vis, vis_enc, stamp, pad=vis_pad))
+        graph.spin_until(
+            lambda s=stamp: graph.received[FUSED][s], 10, f"fused frame {i} ({vis_enc}+{th_enc})"
+        )
+        (msg,) = graph.received[FUSED][stamp]
+        image, _, _ = scene.expected(vis, thermal)
+        assert msg.header.frame_id == "vis_cam" and (msg.height, msg.width, msg.encoding) == (H, W, "rgb8")
+        np.testing.assert_array_equal(pixels_of(msg), image, err_msg=f"frame {i} ({vis_enc}+{th_enc})")
+    assert calls == [False] * len(cases)  # no segmentation head work without seg/overlay subscribers
+
+    graph.subscribe(SEG)
+    graph.subscribe(OVERLAY)
+    graph.wait_matched(node, (FUSED, SEG, OVERLAY))
+    stamp = t0 + 10 * 100_000_000
+    vis, thermal = scene.visible(), scene.thermal16()
+    graph.pub_vis.publish(visible_message(vis, "rgb8", stamp))
+    graph.pub_th.publish(make_image(thermal, "mono16", stamp - 2_000_000, "th_cam"))
+    graph.spin_until(
+        lambda: all(graph.received[t][stamp] for t in (FUSED, SEG, OVERLAY)),
+        10,
+        "fused + segmentation + overlay",
+    )
+    image, labels, overlay = scene.expected(vis, thermal)
+    seg_msg, overlay_msg = graph.received[SEG][stamp][0], graph.received[OVERLAY][stamp][0]
+    assert seg_msg.encoding == "mono8" and overlay_msg.encoding == "rgb8"
+    assert seg_msg.header.frame_id == overlay_msg.header.frame_id == "vis_cam"
+    np.testing.assert_array_equal(pixels_of(graph.received[FUSED][stamp][0]), image)
+    np.testing.assert_array_equal(pixels_of(seg_msg), labels)
+    np.testing.assert_array_equal(pixels_of(overlay_msg), overlay)
+    assert calls[-1] is True
+    totals = node.diagnostics.totals()
+    assert (
+        totals["published"] == len(cases) + 1
+        and totals["errors"] == 0
+        and totals["malformed"]["visible"] == 0
+    )
+
+
+@pytest.mark.ros
+def test_bad_messages_are_dropped_counted_and_the_node_keeps_running(graph, checkpoint, reference):
+    node = graph.fuse_node(
+        node_params(checkpoint, **{"outputs.segmentation": False, "outputs.overlay": False})
+    )
+    scene = Scene(reference, seed=1)
+    graph.subscribe(FUSED)
+    graph.wait_matched(node, (FUSED,))
+    t0 = time.time_ns()
+    vis, th = scene.visible(), scene.thermal16()
+
+    short = visible_message(vis, "rgb8", t0)
+    short.data = short.data[:-10]
+    yuv = visible_message(vis, "rgb8", t0 + 1)
+    yuv.encoding = "yuv422"
+    thermal_on_visible = make_image(th, "mono16", t0 + 2, "vis_cam")
+    for msg in (short, yuv, thermal_on_visible):
+        graph.pub_vis.publish(msg)
+    zero = make_image(th, "mono16", t0, "th_cam")
+    zero.width = 0
+    narrow = make_image(th, "mono16", t0 + 1, "th_cam")
+    narrow.step = 10
+    colour = make_image(vis, "rgb8", t0 + 2, "th_cam")
+    for msg in (zero, narrow, colour):
+        graph.pub_th.publish(msg)
+    # a valid pair whose thermal aspect (64×16 = 4.0) is far from the visible one (1.33)
+    stamp = t0 + 100_000_000
+    graph.pub_vis.publish(visible_message(vis, "rgb8", stamp))
+    graph.pub_th.publish(make_image(scene.thermal16(16, 64), "mono16", stamp, "th_cam"))
+    expected_fields = {
+        "visible": {"data": 1, "encoding": 2},
+        "thermal": {"width": 1, "step": 1, "encoding": 1, "aspect": 1},
+    }
+    graph.spin_until(
+        lambda: node.diagnostics.totals()["malformed_fields"] == expected_fields,
+        10,
+        "every bad message counted",
+    )
+    assert node.diagnostics.totals()["malformed"] == {"visible": 3, "thermal": 4}
+    assert not graph.received[FUSED]
+
+    # still alive: a good pair is fused
+    stamp = t0 + 200_000_000
+    graph.pub_vis.publish(visible_message(vis, "rgb8", stamp))
+    graph.pub_th.publish(make_image(th, "mono16", stamp + 1_000_000, "th_cam"))
+    graph.spin_until(lambda: graph.received[FUSED][stamp], 10, "a fused frame after the bad ones")
+    np.testing.assert_array_equal(pixels_of(graph.received[FUSED][stamp][0]), scene.expected(vis, th)[0])
+
+    # a bag loop: stamps jump back 30 s; the synchroniser is reset and pairing goes on
+    stamp = t0 - 30_000_000_000
+    graph.pub_vis.publish(visible_message(vis, "rgb8", stamp))
+    graph.pub_th.publish(make_image(th, "mono16", stamp, "th_cam"))
+    graph.spin_until(lambda: graph.received[FUSED][stamp], 10, "a fused frame after a backwards stamp jump")
+    assert node.diagnostics.totals()["sync_resets"] == 1
+    assert node.diagnostics.totals()["errors"] == 0
+
+
+@pytest.mark.ros
+def test_thermal_loss_passes_visible_through_then_fusion_resumes(graph, checkpoint, reference):
+    node = graph.fuse_node(
+        node_params(
+            checkpoint, **{"timeouts.thermal_s": 0.4, "timeouts.visible_s": 5.0, "outputs.overlay": False}
+        )
+    )
+    scene = Scene(reference, seed=2)
+    graph.subscribe(FUSED)
+    graph.subscribe_diagnostics()
+    graph.wait_matched(node, (FUSED,))
+    t0 = time.time_ns()
+
+    def send_pair(stamp: int) -> np.ndarray:
+        vis, th = scene.visible(), scene.thermal16()
+        graph.pub_th.publish(make_image(th, "mono16", stamp, "th_cam"))
+        graph.pub_vis.publish(visible_message(vis, "rgb8", stamp))
+        return scene.expected(vis, th)[0]
+
+    fused = send_pair(t0)
+    graph.spin_until(lambda: graph.received[FUSED][t0], 10, "the first fused frame")
+    np.testing.assert_array_equal(pixels_of(graph.received[FUSED][t0][0]), fused)
+
+    # thermal goes silent: after the timeout the visible image is republished unchanged
+    passthrough: dict[int, np.ndarray] = {}
+    deadline = time.monotonic() + 8.0
+    while time.monotonic() < deadline and not any(graph.received[FUSED][s] for s in passthrough):
+        stamp = t0 + (len(passthrough) + 1) * 100_000_000
+        passthrough[stamp] = scene.visible()
+        graph.pub_vis.publish(visible_message(passthrough[stamp], "rgb8", stamp))
+        graph.spin_for(0.1)
+    got = [s for s in passthrough if graph.received[FUSED][s]]
+    assert got, "no visible passthrough while thermal was silent"
+    np.testing.assert_array_equal(pixels_of(graph.received[FUSED][got[0]][0]), passthrough[got[0]])
+    assert graph.received[FUSED][got[0]][0].header.frame_id == "vis_cam"
+    graph.spin_until(
+        lambda: any(
+            d.status[0].level == b"\x01"
+            and "thermal" in d.status[0].message
+            and "silent" in d.status[0].message
+            for d in graph.diagnostics
+        ),
+        5,
+        "a WARN diagnostic about the silent thermal topic",
+    )
+    assert node.diagnostics.totals()["passthrough"] >= 1
+
+    # thermal returns: fusion again (the thermal message is sent first and received before the pair)
+    stamp = t0 + 5_000_000_000
+    graph.pub_th.publish(make_image(scene.thermal16(), "mono16", stamp - 500_000_000, "th_cam"))
+    graph.spin_until(lambda: not node._lost[1], 5, "thermal recovery")
+    fused = send_pair(stamp)
+    graph.spin_until(lambda: graph.received[FUSED][stamp], 10, "a fused frame after thermal returned")
+    np.testing.assert_array_equal(pixels_of(graph.received[FUSED][stamp][-1]), fused)
+    graph.spin_until(
+        lambda: values_from_status(graph.diagnostics[-1].status[0].values).get("mode") == "fusion",
+        5,
+        "diagnostics back in fusion mode",
+    )
+
+
+@pytest.mark.ros
+def test_latest_policy_pairs_a_visible_frame_with_the_closest_recent_thermal(graph, checkpoint, reference):
+    params = {"sync.policy": "latest", "sync.slop_s": 0.06, "outputs.encoding": "bgr8"}
+    node = graph.fuse_node(node_params(checkpoint, **params))
+    scene = Scene(reference, seed=5)
+    graph.subscribe(FUSED)
+    graph.wait_matched(node, (FUSED,))
+    t0 = time.time_ns()
+    thermals = {t0 + dt * 1_000_000: scene.thermal16() for dt in (-50, -10, 30)}
+    for stamp, th in thermals.items():
+        graph.pub_th.publish(make_image(th, "mono16", stamp, "th_cam"))
+    graph.spin_until(
+        lambda: node.diagnostics.totals()["received"]["thermal"] == 3, 10, "three thermal frames"
+    )
+    vis = scene.visible()
+    graph.pub_vis.publish(visible_message(vis, "rgb8", t0))
+    graph.spin_until(lambda: graph.received[FUSED][t0], 10, "a fused frame (latest policy)")
+    closest = thermals[t0 - 10_000_000]
+    (msg,) = graph.received[FUSED][t0]
+    assert msg.encoding == "bgr8"
+    np.testing.assert_array_equal(pixels_of(msg)[..., ::-1], scene.expected(vis, closest)[0])
+    assert node.diagnostics.info["sync"] == "ssvif_ros.sync latest"
+
+
+@pytest.mark.ros
+def test_real_message_filters_api_is_used_when_importable(graph, checkpoint, reference, monkeypatch):
+    """A stand-in with message_filters' documented Python API (Subscriber(node, type, topic, qos_profile=),
+    ApproximateTimeSynchronizer(fs, queue_size, slop), registerCallback, `queues`/`lock`)."""
+    calls: dict[str, object] = {}
+
+    class SimpleFilter:
+        def __init__(self) -> None:
+            self.callbacks: dict[int, tuple] = {}
+
+        def registerCallback(self, cb, *args):
+            self.callbacks[len(self.callbacks)] = (cb, args)
+            return len(self.callbacks) - 1
+
+        def signalMessage(self, *msg):
+            for cb, args in list(self.callbacks.values()):
+                cb(*(msg + args))
+
+    class Subscriber(SimpleFilter):
+        def __init__(self, node, msg_type, topic, qos_profile=10):
+            super().__init__()
+            calls.setdefault("topics", []).append(topic)
+            self.sub = node.create_subscription(msg_type, topic, self.signalMessage, qos_profile)
+
+        def __getattr__(self, key):
+            return getattr(self.sub, key)
+
+    class ApproximateTimeSynchronizer(SimpleFilter):
+        def __init__(self, fs, queue_size, slop, allow_headerless=False):
+            super().__init__()
+            calls["args"] = (queue_size, slop)
+            import threading
+
+            self.lock = threading.Lock()
+            self.queues = [{} for _ in fs]
+            self.slop_ns = int(slop * 1e9)
+            for i, f in enumerate(fs):
+                f.registerCallback(self.add, i)
+
+        def add(self, msg, index):
+            with self.lock:
+                self.queues[index][stamp_ns(msg)] = msg
+                other = self.queues[1 - index]
+                match = [s for s in other if abs(s - stamp_ns(msg)) < self.slop_ns]
+                if match:
+                    msgs = [msg, other.pop(match[0])]
+                    del self.queues[index][stamp_ns(msg)]
+                    self.signalMessage(*(msgs if index == 0 else msgs[::-1]))
+
+    fake = types.ModuleType("message_filters")
+    fake.Subscriber, fake.ApproximateTimeSynchronizer = Subscriber, ApproximateTimeSynchronizer
+    monkeypatch.setitem(sys.modules, "message_filters", fake)
+
+    node = graph.fuse_node(node_params(checkpoint, **{"sync.slop_s": 0.03, "sync.queue_size": 7}))
+    assert calls == {"topics": ["visible/image_raw", "thermal/image_raw"], "args": (7, 0.03)}
+    assert node.diagnostics.info["sync"] == "message_filters.ApproximateTimeSynchronizer"
+    assert node.topics == ["/visible/image_raw", "/thermal/image_raw"]
+    scene = Scene(reference, seed=3)
+    graph.subscribe(FUSED)
+    graph.wait_matched(node, (FUSED,))
+    stamp = time.time_ns()
+    vis, th = scene.visible(), scene.thermal16()
+    graph.pub_vis.publish(visible_message(vis, "rgb8", stamp))
+    graph.pub_th.publish(make_image(th, "mono16", stamp + 10_000_000, "th_cam"))
+    graph.spin_until(lambda: graph.received[FUSED][stamp], 10, "a pair through message_filters")
+    np.testing.assert_array_equal(pixels_of(graph.received[FUSED][stamp][0]), scene.expected(vis, th)[0])
+    assert node.diagnostics.totals()["received"] == {"visible": 1, "thermal": 1}
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize(
+    ("overrides", "parameter", "words"),
+    [
+        ({"thermal.mode": "bogus"}, "thermal.mode", "auto, fixed"),
+        ({"sync.slop_s": -0.1}, "sync.slop_s", "> 0"),
+        ({"sync.slop_s": 1}, None, None),  # an integer for a double is fine
+        ({"registration.homography": [1.0, 2.0]}, "registration.homography", "9 finite numbers"),
+        ({"weights": "/nonexistent/model.safetensors"}, "weights", "does not exist"),
+        ({"weights": ""}, "weights", "allow_untrained"),
+        ({"backend": "onnxruntime"}, "backend", "pip install onnxruntime"),
+        ({"backend": "tflite"}, "backend", "unknown backend"),
+        ({"precision": "fp16", "device": "cpu"}, "precision", "CUDA"),
+        (
+            {"outputs.fused_image": False, "outputs.segmentation": False, "outputs.overlay": False},
+            "outputs",
+            "",
+        ),
+        ({"sync.queue_size": 2.5}, "sync.queue_size", "wrong type"),
+    ],
+)
+def test_invalid_parameters_stop_the_node_with_the_parameter_named(
+    graph, checkpoint, overrides, parameter, words
+):
+    if overrides == {"weights": ""} and default_weights() is not None:
+        pytest.skip("a trained model ships: an empty weights parameter loads it")
+    params = node_params(checkpoint, **{"warmup.visible_size": [0, 0]}, **overrides)
+    if parameter is None:
+        graph.fuse_node(params)
+        return
+    with pytest.raises(ConfigError, match=f"parameter '{parameter}") as info:
+        graph.fuse_node(params)
+    assert words in str(info.value)
+
+
+# --- ROS-free parts -----------------------------------------------------------------------------------------
+
+
+def test_every_parameter_is_documented_in_config_fuse_yaml_with_its_default():
+    text = (REPO / "config" / "fuse.yaml").read_text()
+    document = yaml.safe_load(text)
+    params = document["/**"]["ros__parameters"]
+    declared = {spec.name: spec.default for spec in PARAMETERS}
+    assert params == declared
+    lines = text.splitlines()
+    for spec in PARAMETERS:
+        assert spec.description, f"{spec.name} has no description"
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{spec.name}:"))
+        assert lines[at - 1].strip().startswith("#") or lines[at - 2].strip().startswith("#"), spec.name
+    parse_config(dict(params, weights=""))  # the file itself validates
+
+
+def test_latest_mailbox_keeps_only_the_newest_item():
+    box = LatestMailbox()
+    assert box.put(1) is False
+    assert box.put(2) is True  # 1 was skipped
+    assert box.take(0.0) == 2
+    assert box.take(0.01) is None
+
+
+# --- as a separate process, started like the product ---------------------------------------------------
+
+
+def _start_node(args: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ssvif_ros.fuse_node", "--ros-args", *args],
+            cwd=REPO,
+            env=os.environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop(process: subprocess.Popen) -> int | None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            return process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+            return None
+    return process.returncode
+
+
+@pytest.mark.ros
+def test_node_process_with_params_file_fuses_and_shuts_down_cleanly(graph, checkpoint, reference, tmp_path):
+    overrides = tmp_path / "test_fuse.yaml"
+    overrides.write_text(
+        yaml.safe_dump(
+            {
+                "fuse_node": {
+                    "ros__parameters": {
+                        k: v for k, v in node_params(checkpoint).items() if k != "registration.homography"
+                    }
+                }
+            }
+        )
+    )
+    homography = "[" + ", ".join(str(v) for v in SHIFT) + "]"
+    log = tmp_path / "node.log"
+    process = _start_node(
+        [
+            "--params-file",
+            str(REPO / "config" / "fuse.yaml"),
+            "--params-file",
+            str(overrides),
+            "-p",
+            f"registration.homography:={homography}",
+        ],
+        log,
+    )
+    try:
+        scene = Scene(reference, seed=4)
+        graph.subscribe(FUSED)
+        graph.subscribe(SEG)
+        graph.wait_matched(outputs=(FUSED, SEG), timeout=60.0)
+        t0 = time.time_ns()
+        for i in range(3):
+            stamp = t0 + i * 100_000_000
+            vis, th = scene.visible(), scene.thermal16()
+            graph.pub_vis.publish(visible_message(vis, "rgb8", stamp))
+            graph.pub_th.publish(make_image(th, "16UC1", stamp + 5_000_000, "th_cam", bigendian=True))
+            graph.spin_until(
+                lambda s=stamp: graph.received[FUSED][s] and graph.received[SEG][s], 20, f"process frame {i}"
+            )
+            image, labels, _ = scene.expected(vis, th)
+            np.testing.assert_array_equal(pixels_of(graph.received[FUSED][stamp][0]), image)
+            np.testing.assert_array_equal(pixels_of(graph.received[SEG][stamp][0]), labels)
+            assert graph.received[FUSED][stamp][0].header.frame_id == "vis_cam"
+        assert process.poll() is None, log.read_text()
+    finally:
+        code = _stop(process)
+    assert code == 0, log.read_text()
+
+
+@pytest.mark.ros
+def test_node_process_exits_nonzero_naming_a_bad_parameter(tmp_path):
+    log = tmp_path / "node.log"
+    process = _start_node(
+        ["--params-file", str(REPO / "config" / "fuse.yaml"), "-p", "thermal.mode:=hot"], log
+    )
+    try:
+        code = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+    text = log.read_text()
+    assert code == 2, text
+    assert "thermal.mode" in text and "hot" in text
