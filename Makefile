@@ -13,6 +13,12 @@ export ROS_DOMAIN_ID
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
 DEMO_OUT ?= out/demo
+# `make demo BAG=path/to/bag VISIBLE_TOPIC=/cam/image THERMAL_TOPIC=/flir/image` runs the demo on a recording
+# of yours (default: generated scenes); WEIGHTS=model.safetensors replaces the shipped model.
+BAG ?=
+VISIBLE_TOPIC ?= /camera/image_raw
+THERMAL_TOPIC ?= /thermal/image_raw
+WEIGHTS ?=
 
 .PHONY: help venv test lint format demo bench clean
 
@@ -42,7 +48,8 @@ test: lint
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) -m ssvif_ros.tools.demo --out $(DEMO_OUT)
+	$(PY) -m ssvif_ros.tools.demo --out $(DEMO_OUT) --visible-topic $(VISIBLE_TOPIC) --thermal-topic $(THERMAL_TOPIC) \
+		$(if $(BAG),--bag $(BAG)) $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

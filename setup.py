@@ -31,6 +31,11 @@ setup(
             "ssvif-synthetic = ssvif_ros.data.synthetic:main",
             "ssvif-check-data = ssvif_ros.data.check:main",
             "fuse_node = ssvif_ros.fuse_node:main",
+            "ssvif-make-bag = ssvif_ros.tools.make_bag:main",
+            "ssvif-replay = ssvif_ros.tools.replay:main",
+            "ssvif-play = ssvif_ros.tools.play:main",
+            "ssvif-record = ssvif_ros.tools.record:main",
+            "ssvif-demo = ssvif_ros.tools.demo:main",
         ],
     },
 )

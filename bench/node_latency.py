@@ -57,38 +57,7 @@ import numpy as np  # noqa: E402
 
 GOAL_MS = {"p50": 3.0, "p99": 10.0}
 
-# Why: with Fast DDS defaults a 640×480 rgb8 image (921 KB) does not fit the default shared-memory segment
-# and goes over UDP loopback in fragments; with the default 208 KB socket receive buffers most best-effort
-# frames are lost, and reliable ones wait for retransmissions (~13 ms per hop measured here). A larger
-# shared-memory segment delivers them in ~2.5 ms. The same profile is what a robot running the node and
-# its camera drivers on one computer wants (see the report / README).
-FASTDDS_SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>shm_images</transport_id>
-        <type>SHM</type>
-        <segment_size>33554432</segment_size>
-        <maxMessageSize>16777216</maxMessageSize>
-      </transport_descriptor>
-      <transport_descriptor>
-        <transport_id>udp</transport_id>
-        <type>UDPv4</type>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="ssvif_images" is_default_profile="true">
-      <rtps>
-        <userTransports>
-          <transport_id>shm_images</transport_id>
-          <transport_id>udp</transport_id>
-        </userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
+from ssvif_ros.tools.dds import use_shm_transport  # noqa: E402  (the Fast DDS shared-memory profile)
 
 
 def log(text: str) -> None:
@@ -421,9 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     args.log_dir = args.log_dir or tempfile.mkdtemp(prefix="node_latency_")
     Path(args.log_dir).mkdir(parents=True, exist_ok=True)
     if args.transport == "shm":
-        profile = Path(args.log_dir) / "fastdds_shm.xml"
-        profile.write_text(FASTDDS_SHM_PROFILE)
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+        use_shm_transport(args.log_dir)
     shipped = default_weights()
     weights = args.weights or (str(shipped) if shipped is not None else None)
     rclpy.init()

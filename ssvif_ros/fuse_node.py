@@ -48,6 +48,7 @@ from sensor_msgs.msg import Image
 
 from .diagnostics import INPUTS, FusionDiagnostics, to_diagnostic_array
 from .io.image_msg import MalformedImage, fill_image, to_rgb8, to_thermal
+from .pipeline import PairProcessor, aspect_mismatch
 from .registration import Registration
 from .sync import POLICIES, create_sync, header_stamp_ns, make_message_filters_sync, message_filters_available
 from .thermal import ThermalToU8
@@ -511,8 +512,10 @@ class FuseNode(Node):
             torch.set_num_threads(cfg.torch_threads)
         started = time.perf_counter()
         self.engine = load_engine(cfg, log)
-        self._thermal_to_u8 = cfg.thermal_converter()
-        self._registration: Registration | None = None
+        # Thermal gain → registration → engine, shared with ssvif-replay (ssvif_ros/pipeline.py).
+        self._pairs = PairProcessor(
+            self.engine, cfg.thermal_converter(), cfg.homography, cfg.max_aspect_mismatch
+        )
         self._overlay = None
 
         # Outputs.
@@ -704,7 +707,7 @@ class FuseNode(Node):
             with getattr(synchronizer, "lock", threading.Lock()):
                 for queue in getattr(synchronizer, "queues", []):
                     queue.clear()
-        self._thermal_to_u8.reset()
+        self._pairs.reset()
         self.diagnostics.sync_reset()
         self.get_logger().warning(
             f"{INPUTS[index]} stamps on {self.topics[index]} jumped back {jump_s:.1f} s (bag loop or clock "
@@ -802,9 +805,7 @@ class FuseNode(Node):
                 self._warn_throttled(("worker", type(err).__name__), f"processing a frame failed: {err!r}")
 
     def _registration_for(self, size: tuple[int, int]) -> Registration:
-        if self._registration is None or self._registration.output_size != size:
-            self._registration = Registration(self.config.homography, size)
-        return self._registration
+        return self._pairs.registration_for(size)
 
     def _process(self, job: Job) -> None:
         """Thermal gain → registration → engine → publish, for the outputs someone listens to."""
@@ -826,10 +827,8 @@ class FuseNode(Node):
         thermal = job.thermal.array
         if not self._aspect_ok(vis.array.shape, thermal.shape):
             return
-        ir = self._registration_for(vis.array.shape[:2])(self._thermal_to_u8(thermal))
-        started = time.perf_counter()
-        result = self.engine.fuse(vis.array, ir, want_labels=want_seg or want_overlay)
-        inference_s = time.perf_counter() - started
+        out = self._pairs.process(vis.array, thermal, want_labels=want_seg or want_overlay)
+        result, inference_s = out.result, out.inference_s
         encoding = self.config.output_encoding
         if want_image:
             self._publish("image", self._pub_image, result.image, encoding, vis.header)
@@ -844,7 +843,7 @@ class FuseNode(Node):
     def _aspect_ok(self, vis_shape: tuple[int, ...], th_shape: tuple[int, ...]) -> bool:
         vis_aspect = vis_shape[1] / vis_shape[0]
         th_aspect = th_shape[1] / th_shape[0]
-        mismatch = abs(th_aspect / vis_aspect - 1.0)
+        mismatch = aspect_mismatch(vis_shape, th_shape)
         if mismatch <= self.config.max_aspect_mismatch:
             return True
         self.diagnostics.malformed("thermal", "aspect")

@@ -1,8 +1,6 @@
-"""The command-line tools that exist so far: ssvif-fuse and the demo (a short smoke run)."""
+"""ssvif-fuse: files and folders, with a checkpoint or a classic baseline (the demo: test_live_tools.py)."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ from ssvif_ros.baselines import fuse_baseline
 from ssvif_ros.checkpoint import save_checkpoint
 from ssvif_ros.engine import FusionEngine
 from ssvif_ros.models import create_model
-from ssvif_ros.tools import demo, fuse_images
+from ssvif_ros.tools import fuse_images
 
 
 @pytest.fixture
@@ -46,12 +44,3 @@ def test_fuse_rejects_bad_arguments(tmp_path, pair_files):
         fuse_images.main([str(vis_path), "-o", str(tmp_path / "x.png")])
     with pytest.raises(SystemExit, match="unknown baseline"):
         fuse_images.main([str(vis_path), str(ir_path), "-o", str(tmp_path / "x.png"), "--baseline", "nope"])
-
-
-def test_demo_smoke(tmp_path, capsys):
-    assert demo.main(["--out", str(tmp_path), "--size", "192x160"]) == 0
-    sheet = Image.open(tmp_path / "contact_sheet.png")
-    assert sheet.width > 192 and sheet.height >= 3 * 80
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics) == set(demo.CONDITIONS)
-    assert "contact sheet:" in capsys.readouterr().out
