@@ -104,6 +104,7 @@ class FusionDiagnostics:
         self.inputs = {name: _InputCounters(topics[name], float(timeouts_s[name])) for name in INPUTS}
         self.info = dict(info or {})
         self.started = now
+        self.first_arrival: float | None = None  # the first message of any input
         self.pairs = 0
         self.unmatched = [0, 0]  # set from the synchroniser's own statistics
         self.skipped = 0
@@ -129,6 +130,8 @@ class FusionDiagnostics:
             counters = self.inputs[name]
             counters.received += 1
             counters.last_arrival = now
+            if self.first_arrival is None:
+                self.first_arrival = now
 
     def malformed(self, name: str, field_name: str) -> None:
         """A message of input ``name`` was dropped because of ``field_name`` (or a pair check)."""
@@ -190,10 +193,16 @@ class FusionDiagnostics:
     # --- queries ----------------------------------------------------------------------------------------
 
     def silent_for(self, name: str, now: float) -> float:
-        """Seconds since input ``name`` last delivered a message (since start if it never did)."""
+        """Seconds since input ``name`` last delivered a message.
+
+        An input that never delivered is counted from the first message of any input (the streams'
+        start), or from the node's start while nothing has arrived: a node started long before the
+        cameras must not call the thermal stream lost the instant the first visible frame arrives.
+        """
         with self._lock:
             last = self.inputs[name].last_arrival
-        return now - (self.started if last is None else last)
+            since = self.first_arrival if self.first_arrival is not None else self.started
+        return now - (since if last is None else last)
 
     def is_silent(self, name: str, now: float) -> bool:
         return self.silent_for(name, now) > self.inputs[name].timeout_s

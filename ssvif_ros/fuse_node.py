@@ -741,7 +741,8 @@ class FuseNode(Node):
         if not self.config.passthrough_on_thermal_loss:
             return False
         self._watch_inputs()  # the state may have changed since the last timer tick
-        return self._lost[THERMAL]
+        # Lost at start-up (nothing arrived yet) but the streams have only just begun: wait for a pair.
+        return self._lost[THERMAL] and self.diagnostics.is_silent(INPUTS[THERMAL], time.monotonic())
 
     def _warn_throttled(self, key: tuple[str, str], text: str) -> None:
         now = time.monotonic()

@@ -101,6 +101,15 @@ def test_silence_counts_from_start_until_the_first_message():
     assert not diag.is_silent("thermal", 50.6) and diag.is_silent("visible", 50.6)
 
 
+def test_an_input_that_never_arrived_is_silent_from_the_streams_start_not_the_nodes():
+    diag = make(now=0.0)
+    assert diag.is_silent("thermal", 30.0)  # nothing at all for 30 s: both inputs silent
+    diag.arrived("visible", 30.0)  # the cameras start 30 s after the node
+    assert diag.silent_for("thermal", 30.002) == pytest.approx(0.002)
+    assert not diag.is_silent("thermal", 30.5)
+    assert diag.is_silent("thermal", 31.5)  # thermal still missing after its 1 s timeout
+
+
 def test_totals_and_diagnostic_array():
     from builtin_interfaces.msg import Time
 

@@ -535,10 +535,10 @@ def test_real_message_filters_api_is_used_when_importable(graph, checkpoint, ref
     ],
 )
 def test_invalid_parameters_stop_the_node_with_the_parameter_named(
-    graph, checkpoint, overrides, parameter, words
+    graph, checkpoint, overrides, parameter, words, monkeypatch
 ):
-    if overrides == {"weights": ""} and default_weights() is not None:
-        pytest.skip("a trained model ships: an empty weights parameter loads it")
+    # The "no weights" error is what a checkout without a shipped model sees.
+    monkeypatch.setattr("ssvif_ros.engine.default_weights", lambda: None)
     params = node_params(checkpoint, **{"warmup.visible_size": [0, 0]}, **overrides)
     if parameter is None:
         graph.fuse_node(params)
@@ -546,6 +546,14 @@ def test_invalid_parameters_stop_the_node_with_the_parameter_named(
     with pytest.raises(ConfigError, match=f"parameter '{parameter}") as info:
         graph.fuse_node(params)
     assert words in str(info.value)
+
+
+def test_empty_weights_parameter_loads_the_shipped_model(graph, checkpoint):
+    shipped = default_weights()
+    if shipped is None:
+        pytest.skip("no trained model ships in ssvif_ros/weights")
+    node = graph.fuse_node(node_params(checkpoint, weights="", **{"warmup.visible_size": [0, 0]}))
+    assert node.engine.checkpoint.path == shipped
 
 
 # --- ROS-free parts -----------------------------------------------------------------------------------------
