@@ -240,3 +240,16 @@ def test_defaults_follow_the_node_and_its_params_file(tmp_path):
     )
     assert (opts.sync_policy, opts.slop_s, opts.thermal["smoothing"]) == ("latest", 0.04, 0.0)
     assert opts.queue_size == NODE_DEFAULTS["sync.queue_size"] and model["device"] == "cpu"
+
+
+def test_labels_outside_the_heads_classes_skip_miou_with_a_note(tmp_path, scenes):
+    torch.manual_seed(5)
+    model = create_model("lightunet").eval()
+    head = SegHead(model.feature_channels, num_classes=3, hidden_channels=8).eval()  # scenes use 15
+    weights = save_checkpoint(tmp_path / "three.safetensors", model, head)
+    make_bag(scenes, tmp_path / "in", RigOptions(rate_hz=10, frames=3, seed=2))
+    opts = ReplayOptions(metrics_every=0, contact_frames=1, plots=False)
+    summary = replay(tmp_path / "in", [load_candidate(str(weights))], opts, tmp_path / "out")
+    entry = summary["models"][0]
+    assert entry["miou"] is None
+    assert "do not fit the head's 3 classes" in entry["miou_note"]

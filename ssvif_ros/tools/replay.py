@@ -268,6 +268,7 @@ class _ModelRun:
     metrics: list[dict[str, float] | None] = field(default_factory=list)
     confusion: np.ndarray | None = None
     labelled_frames: int = 0
+    label_mismatch: str | None = None  # why mIoU is not computed (label ids outside the head's classes)
     topics: dict[str, str] = field(default_factory=dict)
 
 
@@ -342,12 +343,15 @@ def _score_labels(run: _ModelRun, pred: np.ndarray, labels: np.ndarray, topic: s
             f"labels on {topic} are {labels.shape[1]}×{labels.shape[0]}, the visible frames "
             f"{pred.shape[1]}×{pred.shape[0]}: labels must be in the visible camera's pixels"
         )
+    if run.label_mismatch is not None:
+        return
     try:
         cm = confusion_matrix(pred, labels, num_classes)
     except ValueError as err:
-        raise ReplayError(
-            f"labels on {topic} do not fit model {run.candidate.name} ({num_classes} classes): {err}"
-        ) from err
+        # Not an error of the bag: a head with other classes (e.g. a label-free one) cannot be scored.
+        run.label_mismatch = f"labels on {topic} do not fit the head's {num_classes} classes ({err})"
+        print(f"ssvif-replay: no mIoU for {run.candidate.name}: {run.label_mismatch}", file=sys.stderr)
+        return
     run.confusion = cm if run.confusion is None else run.confusion + cm
     run.labelled_frames += 1
 
@@ -680,6 +684,7 @@ def _summarise(
             "metrics_frames": sum(1 for m in run.metrics if m is not None),
             "metrics_mean": _mean_metrics(run.metrics),
             "miou": None,
+            "miou_note": run.label_mismatch,
             "labelled_frames": run.labelled_frames,
             "topics": run.topics if bag_out is not None else {},
         }
@@ -897,7 +902,9 @@ def _markdown(s: dict) -> str:
         f"(--metrics-every {s['settings']['metrics_every']}), "
         "conventions in `ssvif_ros/metrics.py`; mIoU over "
         f"{max(m['labelled_frames'] for m in s['models'])} labelled frame(s) "
-        "(– : no labels topic or no segmentation head). Per pair: [frames.csv](frames.csv).",
+        "(– : no labels topic, no segmentation head, or label ids outside the head's classes). mIoU "
+        "compares class ids directly: it means something only for a head trained with these labels' classes "
+        "(a label-free SSVIF head's ids are its own). Per pair: [frames.csv](frames.csv).",
         "",
         "## Time",
         "",
