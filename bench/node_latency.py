@@ -39,7 +39,6 @@ import json
 import os
 import platform
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -58,6 +57,7 @@ import numpy as np  # noqa: E402
 GOAL_MS = {"p50": 3.0, "p99": 10.0}
 
 from ssvif_ros.tools.dds import use_shm_transport  # noqa: E402  (the Fast DDS shared-memory profile)
+from ssvif_ros.tools.live import stop_process  # noqa: E402
 
 
 def log(text: str) -> None:
@@ -195,18 +195,6 @@ def wait_for(predicate, timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-
-
-def stop_process(process: subprocess.Popen) -> int | None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            return process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-            return None
-    return process.returncode
 
 
 def counter(values: dict[str, str], key: str) -> int:

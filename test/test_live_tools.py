@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import torch
 from ssvif_ros.checkpoint import save_checkpoint
 from ssvif_ros.io.bags import IMAGE_TYPE, make_image_msg, open_reader, open_writer, stamp_ns
 from ssvif_ros.models import create_model
+from ssvif_ros.tools.live import stop_process
 from ssvif_ros.tools.play import PlaySchedule, select_topics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,19 +121,6 @@ def _spawn(module: str, args: list[str], log: Path) -> subprocess.Popen:
         )
 
 
-def _stop(process: subprocess.Popen) -> int | None:
-    """SIGINT, then kill after 15 s; the exit code (None when it had to be killed)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            return process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-            return None
-    return process.returncode
-
-
 def _wait_for(
     predicate, timeout: float, what: str, processes: list[subprocess.Popen], logs: list[Path]
 ) -> None:
@@ -200,11 +187,11 @@ def test_play_node_record_round_trip_keeps_or_maps_stamps_and_record_stops_on_si
         time.sleep(1.0)  # the last frames through the node and into the recorder
         restamped = _play(short_bag, tmp_path, "restamp", "--wait-subscribers", "30")
         time.sleep(1.5)  # ... and a /diagnostics report after them
-        assert _stop(record) == 0, logs[1].read_text()[-2000:]
+        assert stop_process(record) == 0, logs[1].read_text()[-2000:]
     finally:
         if record is not None:
-            _stop(record)
-        _stop(node)
+            stop_process(record)
+        stop_process(node)
 
     assert kept["published"] == {VISIBLE: FRAMES, THERMAL: FRAMES}
     assert restamped["published"] == {VISIBLE: FRAMES, THERMAL: FRAMES}

@@ -31,7 +31,6 @@ import math
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -41,6 +40,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .live import stop_process
 
 NS = 1_000_000_000
 CONDITIONS = ("night", "fog", "day")
@@ -115,13 +116,7 @@ class Processes:
         process = self.running.pop(name, None)
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process, timeout)
         return process.returncode
 
     def stop_all(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "message_class",
     "network_note",
     "qos_profile",
+    "stop_process",
 ]
 
 RELIABILITIES = ("reliable", "best_effort")
@@ -104,3 +106,17 @@ def network_note() -> str:
 def log(tool: str, text: str) -> None:
     """Progress on stderr (stdout stays for the final summary)."""
     print(f"[{tool}] {text}", file=sys.stderr, flush=True)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> int | None:
+    """SIGINT (the tools close their bags and the node shuts down cleanly on it), SIGKILL after
+    ``timeout`` seconds; the exit code, or None when the process had to be killed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+            return None
+    return process.returncode
