@@ -14,8 +14,10 @@ Backends, by name (:func:`create_backend`):
 - ``passthrough``: **for benchmarking only** — no model; returns the visible image unchanged, so a
   node benchmark measures everything around inference (decode, sync, thermal gain, registration, encode,
   publish) with inference reduced to the tensor round trip.
-- ``onnxruntime``, ``tensorrt``: planned (a later release); asking for them fails at start with a message
-  saying what they will need.
+- ``onnxruntime``: ONNX Runtime, fp32; the model is exported to ONNX on first use and cached
+  (:mod:`.onnxruntime_backend`; needs ``pip install onnxruntime onnx``).
+- ``tensorrt``: planned (a later release); asking for it fails at start with a message saying what it
+  will need.
 """
 
 from __future__ import annotations
@@ -36,9 +38,8 @@ __all__ = [
 ]
 
 PRECISIONS = ("fp32", "fp16")
-BACKENDS = ("torch", "passthrough")
+BACKENDS = ("torch", "onnxruntime", "passthrough")
 PLANNED_BACKENDS = {
-    "onnxruntime": "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA), plus an exported .onnx model",
     "tensorrt": "NVIDIA TensorRT with its Python bindings (pip install tensorrt) and a CUDA device",
 }
 
@@ -106,6 +107,12 @@ def create_backend(
         if model is None:
             raise BackendUnavailable("backend 'torch' needs a model")
         return TorchBackend(model, seg_head, device, precision)
+    if name == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        if model is None:
+            raise BackendUnavailable("backend 'onnxruntime' needs a model")
+        return OnnxRuntimeBackend(model, seg_head, device, precision)
     if name == "passthrough":
         return PassthroughBackend(device, precision)
     if name in PLANNED_BACKENDS:
