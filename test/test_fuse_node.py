@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import array
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from ssvif_ros.models import SegHead, create_model  # noqa: E402
 from ssvif_ros.overlay import MaskOverlay, class_palette  # noqa: E402
 from ssvif_ros.registration import Registration  # noqa: E402
 from ssvif_ros.thermal import ThermalToU8  # noqa: E402
+from ssvif_ros.tools.live import stop_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 48, 64
@@ -595,18 +595,6 @@ def _start_node(args: list[str], log: Path) -> subprocess.Popen:
         )
 
 
-def _stop(process: subprocess.Popen) -> int | None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            return process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-            return None
-    return process.returncode
-
-
 @pytest.mark.ros
 def test_node_process_with_params_file_fuses_and_shuts_down_cleanly(graph, checkpoint, reference, tmp_path):
     overrides = tmp_path / "test_fuse.yaml"
@@ -654,7 +642,7 @@ def test_node_process_with_params_file_fuses_and_shuts_down_cleanly(graph, check
             assert graph.received[FUSED][stamp][0].header.frame_id == "vis_cam"
         assert process.poll() is None, log.read_text()
     finally:
-        code = _stop(process)
+        code = stop_process(process)
     assert code == 0, log.read_text()
 
 
