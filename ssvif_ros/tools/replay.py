@@ -981,7 +981,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--compare", nargs="+", metavar="SPEC", help="several checkpoints / model / baseline names"
     )
-    model.add_argument("--backend", default=None, help="torch | passthrough (benchmark: no model)")
+    model.add_argument(
+        "--backend", default=None, help="torch | onnxruntime | passthrough (benchmark: no model)"
+    )
     model.add_argument("--device", default=None, help="cpu | cuda[:N] | auto (default cpu)")
     model.add_argument("--precision", default=None, choices=("fp32", "fp16"))
     model.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: default)")
