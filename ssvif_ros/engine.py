@@ -6,8 +6,8 @@ it, so they cannot disagree on pre- or post-processing.
 and ``FusedResult.labels`` is H×W uint8 class ids (only when the checkpoint carries a segmentation head
 and labels were asked for).
 
-The model runs on a backend (:mod:`ssvif_ros.backends`: ``torch`` now, ``passthrough`` for benchmarks,
-ONNX Runtime / TensorRT later); the engine owns the numpy ↔ tensor conversion, so every backend sees the
+The model runs on a backend (:mod:`ssvif_ros.backends`: ``torch``, ``onnxruntime``, ``tensorrt``, and
+``passthrough`` for benchmarks); the engine owns the numpy ↔ tensor conversion, so every backend sees the
 same inputs. Per input size it keeps reusable input tensors (pinned host staging on CUDA), so a video
 stream does not allocate its input tensors per frame; :meth:`FusionEngine.warmup` builds them and runs
 the model once at the expected size before the first real frame.

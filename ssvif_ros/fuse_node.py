@@ -97,7 +97,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "backend",
         "torch",
         "inference backend",
-        "torch | passthrough (benchmark only: returns the visible image) | onnxruntime, tensorrt (planned)",
+        "torch | onnxruntime | tensorrt (CUDA, torch-tensorrt) | passthrough (benchmark only)",
     ),
     ParamSpec("device", "auto", "inference device", "auto | cpu | cuda | cuda:N"),
     ParamSpec("precision", "fp32", "inference precision", "fp32 | fp16 (CUDA only)"),

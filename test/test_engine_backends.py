@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -33,8 +35,12 @@ def test_unknown_planned_and_misconfigured_backends_say_what_to_do():
         BackendUnavailable, match=r"unknown backend 'tflite'.*torch, onnxruntime, passthrough"
     ):
         create_backend("tflite", model, None, CPU)
-    with pytest.raises(BackendUnavailable, match="TensorRT"):
-        create_backend("tensorrt", model, None, CPU)
+    with pytest.raises(
+        BackendUnavailable, match=r"backend 'tensorrt' cannot run here.*needs a CUDA device"
+    ) as info:
+        create_backend("tensorrt", model, None, CPU)  # TensorRT runs on CUDA only, whatever is installed
+    if importlib.util.find_spec("torch_tensorrt") is None:
+        assert "pip install -r requirements/gpu-optional.txt" in str(info.value)
     with pytest.raises(BackendUnavailable, match="fp16 needs a CUDA device"):
         create_backend("torch", model, None, CPU, "fp16")
     with pytest.raises(BackendUnavailable, match="precision must be"):

@@ -523,7 +523,7 @@ def test_real_message_filters_api_is_used_when_importable(graph, checkpoint, ref
         ({"registration.homography": [1.0, 2.0]}, "registration.homography", "9 finite numbers"),
         ({"weights": "/nonexistent/model.safetensors"}, "weights", "does not exist"),
         ({"weights": ""}, "weights", "allow_untrained"),
-        ({"backend": "tensorrt"}, "backend", "TensorRT"),
+        ({"backend": "tensorrt"}, "backend", "needs a CUDA device"),  # device cpu: refused at start
         ({"backend": "tflite"}, "backend", "unknown backend"),
         ({"precision": "fp16", "device": "cpu"}, "precision", "CUDA"),
         (

@@ -16,8 +16,9 @@ Backends, by name (:func:`create_backend`):
   publish) with inference reduced to the tensor round trip.
 - ``onnxruntime``: ONNX Runtime, fp32; the model is exported to ONNX on first use and cached
   (:mod:`.onnxruntime_backend`; needs ``pip install onnxruntime onnx``).
-- ``tensorrt``: planned (a later release); asking for it fails at start with a message saying what it
-  will need.
+- ``tensorrt``: TensorRT through torch-tensorrt, fp32 or fp16, CUDA only; the model is compiled for the
+  first frame's size on first use and the engine cached on disk (:mod:`.tensorrt_backend`; needs
+  torch-tensorrt, see requirements/gpu-optional.txt, or JetPack's on a Jetson).
 """
 
 from __future__ import annotations
@@ -38,10 +39,8 @@ __all__ = [
 ]
 
 PRECISIONS = ("fp32", "fp16")
-BACKENDS = ("torch", "onnxruntime", "passthrough")
-PLANNED_BACKENDS = {
-    "tensorrt": "NVIDIA TensorRT with its Python bindings (pip install tensorrt) and a CUDA device",
-}
+BACKENDS = ("torch", "onnxruntime", "passthrough", "tensorrt")
+PLANNED_BACKENDS: dict[str, str] = {}  # name -> what it will need, for backends announced but not built yet
 
 
 class BackendUnavailable(RuntimeError):
@@ -115,11 +114,16 @@ def create_backend(
         return OnnxRuntimeBackend(model, seg_head, device, precision)
     if name == "passthrough":
         return PassthroughBackend(device, precision)
+    if name == "tensorrt":
+        from .tensorrt_backend import TensorRTBackend
+
+        if model is None:
+            raise BackendUnavailable("backend 'tensorrt' needs a model")
+        return TensorRTBackend(model, seg_head, device, precision)
     if name in PLANNED_BACKENDS:
         raise BackendUnavailable(
             f"backend {name!r} is not available in this version of ssvif_ros (planned; it will need "
             f"{PLANNED_BACKENDS[name]}); use backend 'torch'"
         )
-    raise BackendUnavailable(
-        f"unknown backend {name!r}: available: {', '.join(BACKENDS)} (planned: {', '.join(PLANNED_BACKENDS)})"
-    )
+    planned = f" (planned: {', '.join(PLANNED_BACKENDS)})" if PLANNED_BACKENDS else ""
+    raise BackendUnavailable(f"unknown backend {name!r}: available: {', '.join(BACKENDS)}{planned}")
