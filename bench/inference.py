@@ -1,0 +1,281 @@
+"""Benchmark the inference backends against plain eager PyTorch: latency, frames/s and output agreement.
+
+For every model, size and thread count (batch 1, fp32, CPU, fused image only) it times:
+
+- ``eager``: the baseline, ``model(vis, ir)`` under ``torch.inference_mode`` with no rewrite;
+- ``torch``: :class:`~ssvif_ros.backends.torch_backend.TorchBackend` as the engine builds it (Conv+BatchNorm
+  folded, weights in channels_last memory format);
+- ``torch_nchw``: the same with ``channels_last=False`` (folding alone);
+- ``onnxruntime``: :class:`~ssvif_ros.backends.onnxruntime_backend.OnnxRuntimeBackend` (its export is
+  cached in ``--cache-dir``, by default ``$SSVIF_ROS_CACHE`` or /tmp/ssvif_ros_bench_cache).
+
+Timed runs of the backends of one case are interleaved (eager, torch, ..., eager, torch, ...), so load
+from other processes on a shared machine hits all of them alike and the ratios stay comparable. Each case
+stops after ``--budget-s`` seconds of timed rounds (at least one round). ORT's intra-op threads follow
+``torch.get_num_threads()``, so both runtimes get the same thread budget.
+
+Every case reports per backend: p50 / p95 latency (ms), frames/s at the p50, ``speedup`` = eager p50 /
+backend p50 (same model, size and threads, same run) and ``max_abs_diff`` = the largest absolute
+difference of the fused (1,3,H,W) output in [0, 1] from eager's on the same random input.
+
+Weights: lightunet uses the shipped checkpoint when there is one (real BatchNorm statistics); other models
+are untrained, with their BatchNorm statistics and affine terms set to seeded random values so folding is
+exercised as with trained weights. swinfusion is slow (seconds per 256×256 frame): it runs only when
+named in ``--models`` and only at sizes up to 256×256.
+
+Prints one JSON document on stdout (progress on stderr):
+
+    python bench/inference.py
+    python bench/inference.py --models lightunet --sizes 480x640 --threads 1 --repeats 50
+    python bench/inference.py --models swinfusion --sizes 256x256 --threads 2 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# Run from a checkout without installing the package: put the repository root on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ssvif_ros.backends import BackendUnavailable
+from ssvif_ros.backends.torch_backend import TorchBackend
+from ssvif_ros.checkpoint import load_checkpoint
+from ssvif_ros.engine import default_weights
+from ssvif_ros.models import create_model
+
+DEFAULT_MODELS = ("lightunet", "seafusion")
+SLOW_MODELS = {"swinfusion": 256 * 256}  # model -> largest H*W it is benchmarked at
+BACKENDS = ("eager", "torch", "torch_nchw", "onnxruntime")
+BASELINE = "eager"
+CPU = torch.device("cpu")
+
+Runner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (vis, ir) -> fused (1,3,H,W)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'480x640' -> (480, 640) as (height, width)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"size must look like HEIGHTxWIDTH (e.g. 480x640), got {text!r}"
+        ) from exc
+    return height, width
+
+
+def parse_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
+    """Give every BatchNorm2d plausible trained-looking statistics (seeded), in place: with the init values
+    (mean 0, var 1, weight 1, bias 0) folding would barely change a weight."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d) and module.running_mean is not None:
+                n = module.num_features
+                module.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+                module.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=gen))
+                if module.affine:
+                    module.weight.copy_(0.5 + torch.rand(n, generator=gen))
+                    module.bias.copy_(0.4 * torch.rand(n, generator=gen) - 0.2)
+
+
+def load_model(name: str, untrained: bool) -> tuple[nn.Module, str]:
+    """The model in eval mode and a note on its weights."""
+    weights = default_weights()
+    if name == "lightunet" and weights is not None and not untrained:
+        return load_checkpoint(weights).model.eval(), f"shipped checkpoint {weights.name}"
+    torch.manual_seed(0)
+    model = create_model(name)
+    randomize_batchnorm(model)
+    return model.eval(), "untrained, BatchNorm statistics randomized (seed 0)"
+
+
+def build_runners(
+    model: nn.Module, backends: list[str], cache_dir: Path
+) -> tuple[dict[str, Runner], dict[str, str]]:
+    """A (vis, ir) -> fused runner per available backend, and why each unavailable one is missing.
+
+    Call with the thread count of the case already set: ORT reads it when its session is built."""
+    runners: dict[str, Runner] = {}
+    missing: dict[str, str] = {}
+    for name in backends:
+        try:
+            if name == "eager":
+                runners[name] = lambda vis, ir, m=model: m(vis, ir)[0]
+            elif name in ("torch", "torch_nchw"):
+                backend = TorchBackend(model, None, CPU, channels_last=name == "torch")
+                runners[name] = lambda vis, ir, b=backend: b.run(vis, ir)[0]
+            elif name == "onnxruntime":
+                from ssvif_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+                backend = OnnxRuntimeBackend(model, None, CPU, cache_dir=cache_dir)
+                runners[name] = lambda vis, ir, b=backend: b.run(vis, ir)[0]
+            else:
+                missing[name] = f"unknown backend (known: {', '.join(BACKENDS)})"
+        except BackendUnavailable as exc:
+            missing[name] = str(exc)
+    return runners, missing
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    return sorted_values[min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))]
+
+
+def time_case(
+    runners: dict[str, Runner], height: int, width: int, repeats: int, warmup: int, budget_s: float
+) -> dict[str, dict]:
+    """Interleaved timing of every runner on one random (1,3,H,W) + (1,1,H,W) input; output diffs vs eager."""
+    gen = torch.Generator().manual_seed(height * 10007 + width)
+    vis = torch.rand(1, 3, height, width, generator=gen)
+    ir = torch.rand(1, 1, height, width, generator=gen)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    outputs: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        for name, run in runners.items():
+            for _ in range(max(1, warmup)):  # the first call builds ORT's session / export
+                outputs[name] = run(vis, ir).float().clone()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            for name, run in runners.items():
+                t0 = time.perf_counter()
+                run(vis, ir)
+                times[name].append(time.perf_counter() - t0)
+            if time.perf_counter() - start > budget_s:
+                break
+    baseline = outputs.get(BASELINE)
+    results: dict[str, dict] = {}
+    for name, values in times.items():
+        ms = sorted(v * 1e3 for v in values)
+        p50 = statistics.median(ms)
+        results[name] = {
+            "runs": len(ms),
+            "p50_ms": round(p50, 2),
+            "p95_ms": round(percentile(ms, 0.95), 2),
+            "fps": round(1e3 / p50, 2),
+        }
+        if baseline is not None:
+            results[name]["max_abs_diff"] = float((outputs[name] - baseline).abs().max())
+    if BASELINE in results:
+        base_p50 = results[BASELINE]["p50_ms"]
+        for entry in results.values():
+            entry["speedup"] = round(base_p50 / entry["p50_ms"], 3)
+    return results
+
+
+def benchmark_model(name: str, args: argparse.Namespace) -> dict:
+    """One record per model: a case per (size, threads) with a result per backend."""
+    record: dict = {"model": name, "cases": []}
+    try:
+        model, weights_note = load_model(name, args.untrained)
+    except Exception as exc:  # an unknown or broken model: say so and go on with the others
+        record["error"] = f"could not build {name!r}: {type(exc).__name__}: {exc}"
+        print(record["error"], file=sys.stderr)
+        return record
+    record["weights"] = weights_note
+    for height, width in args.sizes:
+        for threads in args.threads:
+            case: dict = {"size": f"{height}x{width}", "threads": threads}
+            record["cases"].append(case)
+            limit = SLOW_MODELS.get(name)
+            if limit is not None and height * width > limit:
+                case["skipped"] = f"{name} runs only at sizes up to {limit} pixels (too slow on a CPU)"
+                continue
+            if (name, case["size"], threads) in args.skip:
+                case["skipped"] = "--skip"
+                continue
+            torch.set_num_threads(threads)
+            runners, missing = build_runners(model, args.backends, args.cache_dir)
+            if missing:
+                case["unavailable"] = missing
+            print(
+                f"{name} {case['size']} threads={threads}: {', '.join(runners)} ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            case["backends"] = time_case(runners, height, width, args.repeats, args.warmup, args.budget_s)
+    return record
+
+
+def parse_skip(text: str) -> set[tuple[str, str, int]]:
+    """'seafusion:480x640:2,...' -> {('seafusion', '480x640', 2), ...}."""
+    skips = set()
+    for item in parse_list(text):
+        try:
+            model, size, threads = item.split(":")
+            skips.add((model, "{}x{}".format(*parse_size(size)), int(threads)))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(
+                f"--skip items look like MODEL:HxW:THREADS, got {item!r}"
+            ) from exc
+    return skips
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=parse_list, default=",".join(DEFAULT_MODELS), help="comma list")
+    parser.add_argument(
+        "--sizes", type=lambda s: [parse_size(v) for v in parse_list(s)], default="480x640,256x256"
+    )
+    parser.add_argument("--threads", type=lambda s: [int(v) for v in parse_list(s)], default="1,2")
+    parser.add_argument("--backends", type=parse_list, default=",".join(BACKENDS), help="comma list")
+    parser.add_argument("--repeats", type=int, default=20, help="timed rounds per case (at most)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per backend and case")
+    parser.add_argument("--budget-s", type=float, default=10.0, help="stop timing a case after this long")
+    parser.add_argument("--skip", type=parse_skip, default="", help="cases to skip: MODEL:HxW:THREADS,...")
+    parser.add_argument(
+        "--untrained", action="store_true", help="lightunet untrained, not the shipped weights"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("SSVIF_ROS_CACHE", "/tmp/ssvif_ros_bench_cache")),
+        help="ONNX export cache (default $SSVIF_ROS_CACHE or /tmp/ssvif_ros_bench_cache)",
+    )
+    args = parser.parse_args(argv)  # argparse applies `type` to the string defaults too
+    if BASELINE not in args.backends:
+        args.backends = [BASELINE, *args.backends]
+
+    started = time.time()
+    records = [benchmark_model(name, args) for name in args.models]
+    meta = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": _version("onnxruntime"),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_end": [round(v, 2) for v in os.getloadavg()],
+        "wall_s": round(time.time() - started, 1),
+        "batch": 1,
+        "dtype": "float32",
+        "speedup": f"{BASELINE} p50 / backend p50, same model, size and threads",
+        "max_abs_diff": f"max |fused - {BASELINE} fused| on one random input, values in [0, 1]",
+    }
+    json.dump({"meta": meta, "records": records}, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
