@@ -51,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ssvif_ros.backends import BackendUnavailable
 from ssvif_ros.backends.torch_backend import TorchBackend
 from ssvif_ros.checkpoint import load_checkpoint
+from ssvif_ros.cli import comma_list as parse_list
+from ssvif_ros.cli import size_pair as parse_size
 from ssvif_ros.engine import default_weights
 from ssvif_ros.models import create_model
 
@@ -61,21 +63,6 @@ BASELINE = "eager"
 CPU = torch.device("cpu")
 
 Runner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (vis, ir) -> fused (1,3,H,W)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'480x640' -> (480, 640) as (height, width)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"size must look like HEIGHTxWIDTH (e.g. 480x640), got {text!r}"
-        ) from exc
-    return height, width
-
-
-def parse_list(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:

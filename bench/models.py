@@ -37,6 +37,8 @@ from torch.utils.flop_counter import FlopCounterMode
 # Run from a checkout without installing the package: put the repository root on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ssvif_ros.cli import comma_list as parse_list
+from ssvif_ros.cli import size_pair as parse_size
 from ssvif_ros.models import registry
 from ssvif_ros.models.color import YChannelFusion
 
@@ -46,21 +48,6 @@ FLOPS_NOTE = (
     "FLOPs from torch.utils.flop_counter.FlopCounterMode (1 MAC = 2 FLOPs; convolutions, matmuls and "
     "attention only)"
 )
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'480x640' -> (480, 640) as (height, width)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"size must look like HEIGHTxWIDTH (e.g. 480x640), got {text!r}"
-        ) from exc
-    return height, width
-
-
-def parse_list(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def available_models() -> list[str]:

@@ -56,17 +56,13 @@ import numpy as np  # noqa: E402
 
 GOAL_MS = {"p50": 3.0, "p99": 10.0}
 
+from ssvif_ros.cli import size_pair as parse_size  # noqa: E402
 from ssvif_ros.tools.dds import use_shm_transport  # noqa: E402  (the Fast DDS shared-memory profile)
 from ssvif_ros.tools.live import stop_process  # noqa: E402
 
 
 def log(text: str) -> None:
     print(f"[node_latency] {text}", file=sys.stderr, flush=True)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    height, width = (int(v) for v in text.lower().split("x"))
-    return height, width
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:

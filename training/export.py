@@ -40,19 +40,9 @@ from ssvif_ros.backends.onnxruntime_backend import (  # noqa: E402
     write_export_sidecar,
 )
 from ssvif_ros.checkpoint import load_checkpoint  # noqa: E402
+from ssvif_ros.cli import size_arg  # noqa: E402
 
 Runner = Callable[[torch.Tensor, torch.Tensor], tuple[np.ndarray, np.ndarray | None]]
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"480x640"`` -> (480, 640)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW (e.g. 480x640), got {text!r}") from None
-    if height < 8 or width < 8:
-        raise argparse.ArgumentTypeError(f"size must be at least 8x8, got {text!r}")
-    return height, width
 
 
 def compare(
@@ -130,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", required=True, type=Path, help="checkpoint .safetensors (with its .json)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--size", type=parse_size, default=(480, 640), help="HxW: export/check size (480x640)")
+    p.add_argument("--size", type=size_arg(8), default=(480, 640), help="HxW: export/check size (480x640)")
     p.add_argument("--dynamic", action="store_true", help="dynamic H and W (not for swinfusion)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--torch-export", action="store_true", help="also write a torch.export program (.pt2)")

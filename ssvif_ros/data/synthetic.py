@@ -44,6 +44,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ..cli import size_arg
+
 # --------------------------------------------------------------------------------------------- classes
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -1832,14 +1834,6 @@ def write_dataset(
     return written
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(p) for p in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must look like 640x480, got {text!r}") from None
-    return w, h
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ssvif_ros.data.synthetic",
@@ -1849,7 +1843,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=20, help="number of scenes (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help="comma list cycled over scenes")
-    parser.add_argument("--size", type=_parse_size, default=(640, 480), help="WIDTHxHEIGHT (default 640x480)")
+    parser.add_argument("--size", type=size_arg(32), default=(640, 480), help="WIDTHxHEIGHT (640x480)")
     parser.add_argument("--thermal-16bit", action="store_true", help="write ir/ as 16-bit counts")
     parser.add_argument("--num-classes", type=int, default=None, help="K in 2..15 (default 15)")
     args = parser.parse_args(argv)

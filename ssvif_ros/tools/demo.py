@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..cli import size_arg
 from .live import stop_process
 
 NS = 1_000_000_000
@@ -492,16 +493,6 @@ def print_summary(
 # --- main ------------------------------------------------------------------------------------------------
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must look like 640x480, got {text!r}") from None
-    if width < 32 or height < 32:
-        raise argparse.ArgumentTypeError(f"--size must be at least 32x32, got {text!r}")
-    return width, height
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ssvif-demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
@@ -509,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visible-topic", default=DEFAULT_TOPICS[0])
     p.add_argument("--thermal-topic", default=DEFAULT_TOPICS[1])
     p.add_argument("--frames", type=int, default=60, help="generated scenes (default 60)")
-    p.add_argument("--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT of generated scenes")
+    p.add_argument("--size", type=size_arg(32), default=(640, 480), help="WIDTHxHEIGHT of generated scenes")
     p.add_argument("--rate", type=float, default=10.0, help="frame rate of generated scenes, Hz (default 10)")
     p.add_argument("--seed", type=int, default=7, help="seed of the generated scenes")
     p.add_argument("--weights", default=None, help="checkpoint (default: the shipped model)")

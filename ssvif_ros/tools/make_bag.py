@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..cli import size_arg
 from ..data.image_files import DatasetError, read_infrared_raw, read_label, read_visible
 from ..data.pairs import PairFiles, match_pairs, resolve_layout
 from ..io.bags import IMAGE_TYPE, STORAGES, BagError, make_image_msg, open_writer
@@ -242,16 +243,6 @@ def make_bag(folder: str | Path, out: str | Path, opts: RigOptions, storage: str
     }
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 320x256, got {text!r}") from None
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return width, height
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ssvif-make-bag",
@@ -265,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--thermal-rate", type=float, default=None, help="thermal frame rate, Hz (default: --rate)"
     )
     p.add_argument(
-        "--thermal-size", type=_size, default=None, help="thermal WIDTHxHEIGHT (default: as files)"
+        "--thermal-size", type=size_arg(1), default=None, help="thermal WIDTHxHEIGHT (default: as files)"
     )
     p.add_argument("--thermal-offset-ms", type=float, default=0.0, help="thermal clock offset, ms")
     p.add_argument("--jitter-ms", type=float, default=0.0, help="uniform stamp jitter ±ms, per message")

@@ -802,6 +802,13 @@ def _write_plots(out_dir: Path, frames: list[dict], runs: list[_ModelRun]) -> di
     import matplotlib.pyplot as plt
 
     files = {}
+
+    def save(fig: Any, key: str, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=90)
+        plt.close(fig)
+        files[key] = name
+
     index = [f["frame"] for f in frames]
     fig, axes = plt.subplots(len(METRIC_NAMES), 1, figsize=(8, 1.8 * len(METRIC_NAMES)), sharex=True)
     for ax, name in zip(axes, METRIC_NAMES, strict=True):
@@ -816,19 +823,13 @@ def _write_plots(out_dir: Path, frames: list[dict], runs: list[_ModelRun]) -> di
     axes[0].legend(fontsize=7, loc="best")
     axes[-1].set_xlabel("fused pair")
     fig.suptitle("fusion metrics over the bag")
-    fig.tight_layout()
-    fig.savefig(out_dir / "metrics.png", dpi=90)
-    plt.close(fig)
-    files["metrics_plot"] = "metrics.png"
+    save(fig, "metrics_plot", "metrics.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist([f["stamp_diff_ms"] for f in frames], bins=40, color="tab:blue")
     ax.set_xlabel("|visible − thermal| header stamp difference of a pair, ms")
     ax.set_ylabel("pairs")
-    fig.tight_layout()
-    fig.savefig(out_dir / "stamp_diff.png", dpi=90)
-    plt.close(fig)
-    files["stamp_diff_plot"] = "stamp_diff.png"
+    save(fig, "stamp_diff_plot", "stamp_diff.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for run in runs:
@@ -836,10 +837,7 @@ def _write_plots(out_dir: Path, frames: list[dict], runs: list[_ModelRun]) -> di
     ax.set_xlabel("inference time per pair (engine.fuse), ms")
     ax.set_ylabel("pairs")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "inference_time.png", dpi=90)
-    plt.close(fig)
-    files["inference_time_plot"] = "inference_time.png"
+    save(fig, "inference_time_plot", "inference_time.png")
     return files
 
 
