@@ -14,7 +14,8 @@ colour term. So luminance carries the fusion and the chroma is tied to the visib
 
 CSC loss (SSVIF): the fused-feature head and the SegFormer on the fused image teach each other; at each
 pixel the branch with the higher maximum softmax probability provides the (detached) pseudo label, and
-both branches are trained on it with cross-entropy + soft Dice.
+both branches are trained on it with cross-entropy + soft Dice. :func:`supervised_seg_loss` is the same
+CE + Dice against ground-truth labels (the label-supervised reference of ``ssvif.supervision: labels``).
 """
 
 from __future__ import annotations
@@ -177,6 +178,61 @@ def csc_loss(
     info = {
         "teacher_a_fraction": a_is_teacher.float().mean(),
         "agreement": agreement,
+        "ce_a": ce_a.detach(),
+        "dice_a": dice_a.detach(),
+        "ce_b": ce_b.detach(),
+        "dice_b": dice_b.detach(),
+    }
+    return loss, info
+
+
+def supervised_seg_loss(
+    logits_a: torch.Tensor, logits_b: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Label-supervised counterpart of :func:`csc_loss`: mean of the two branches' (CE + soft Dice)
+    against ground-truth ``labels`` instead of the shared pseudo label (a SeAFusion-like reference).
+
+    ``logits_a``, ``logits_b``: (B,K,H,W), the same shape; ``labels``: (B,H,W) int64 class ids in
+    [0, K) or ``ignore_index``. Pixels at ``ignore_index`` count in neither term: the cross-entropy is
+    the mean over labelled pixels (0 when there are none), the Dice is :func:`soft_dice_loss` on the
+    labelled pixels only. Returns ``(loss, info)`` with detached 0-dim tensors: "agreement" (share of
+    pixels where both argmaxes agree, as in :func:`csc_loss`), "accuracy_a"/"accuracy_b" (pixel
+    accuracy of each branch on labelled pixels), "labelled_fraction", and "ce_a", "dice_a", "ce_b",
+    "dice_b".
+    """
+    _check_logits(logits_a, logits_b)
+    if labels.shape != (logits_a.shape[0], *logits_a.shape[2:]):
+        raise ValueError(
+            f"supervised_seg_loss: labels {tuple(labels.shape)} must be (B,H,W) of logits "
+            f"{tuple(logits_a.shape)}"
+        )
+    labels = labels.long()
+    valid = labels != ignore_index
+    n_valid = valid.sum()
+    targets = labels[valid]  # (N,): the labelled pixels, gathered once for both branches
+
+    def branch(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = logits.float()
+        ce = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
+        ce = ce / n_valid.clamp(min=1)
+        # soft_dice_loss sums over batch and pixels, so the labelled pixels as one (1,K,N,1) image
+        # give exactly the Dice over labelled pixels
+        picked = logits.permute(0, 2, 3, 1)[valid].t().reshape(1, logits.shape[1], -1, 1)
+        dice = soft_dice_loss(picked, targets.view(1, -1, 1))
+        with torch.no_grad():
+            correct = ((logits.argmax(dim=1) == labels) & valid).sum()
+        return ce, dice, correct.float() / n_valid.clamp(min=1)
+
+    ce_a, dice_a, acc_a = branch(logits_a)
+    ce_b, dice_b, acc_b = branch(logits_b)
+    loss = 0.5 * ((ce_a + dice_a) + (ce_b + dice_b))
+    with torch.no_grad():
+        agreement = (logits_a.argmax(dim=1) == logits_b.argmax(dim=1)).float().mean()
+    info = {
+        "agreement": agreement,
+        "accuracy_a": acc_a,
+        "accuracy_b": acc_b,
+        "labelled_fraction": valid.float().mean(),
         "ce_a": ce_a.detach(),
         "dice_a": dice_a.detach(),
         "ce_b": ce_b.detach(),

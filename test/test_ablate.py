@@ -52,7 +52,7 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
     )
     assert code == 0
     commands = _commands(capsys.readouterr().out)
-    assert len(commands) == 2 * len(ablate.VARIANTS) == 18
+    assert len(commands) == 2 * len(ablate.VARIANTS) == 20
     assert not out.exists()  # nothing trained
     expected = {
         "original": "framework=original",
@@ -63,6 +63,7 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
         "no_two_stage": "ssvif.two_stage=false",
         "k15": "ssvif.num_classes=15",
         "y_channel": "model.color=y",
+        "supervised": "ssvif.supervision=labels",
     }
     for variant, override in expected.items():
         for seed in (0, 3):

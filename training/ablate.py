@@ -16,6 +16,11 @@ for the same data and split). ``OUT/ablation.md`` holds one table (rows model/va
 metric means ± sample std over seeds, training seconds, the epoch Stage II started) and
 ``OUT/ablation.json`` the same numbers plus every run's summary.
 
+``supervised`` (``ssvif.supervision=labels``) is not an ablation of the paper but the label-supervised
+reference (segmentation loss on ground-truth labels instead of CSC, SeAFusion-like): it needs training
+folders with a label file for every pair (e.g. synthetic scenes), so leave it out of ``all`` runs on
+unlabelled data (``--variants`` lists the others).
+
 Choices: overrides are applied in the order common, variant, then model/seed/run.dir (a variant wins over
 a common override of the same key); a failed run is reported in the table and makes the exit status 1,
 but the other runs still go ahead; without ``--eval-data`` nothing is evaluated (metric cells read n/a).
@@ -66,6 +71,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no_two_stage": ("ssvif.two_stage=false",),
     "k15": ("ssvif.num_classes=15",),
     "y_channel": ("model.color=y",),
+    "supervised": ("ssvif.supervision=labels",),  # label-supervised reference: needs labelled data
 }
 
 

@@ -16,8 +16,20 @@ The recipe (SSVIF, arXiv 2509.22450)
   epochs (early stopping would otherwise end a run that never saw Stage II).
 - Stage II: fusion model + feature-level SegHead (on the fused features) + SegFormer (on the fused
   image), the two branches from scratch, on ``L_fusion + w·L_CSC`` with
-  ``L_CSC = csc_loss(seg_head(features), segformer(fused))``. Segmentation labels are never read:
-  the dataset is built with ``load_labels=False`` and items are read with ``load_labels=False``.
+  ``L_CSC = csc_loss(seg_head(features), segformer(fused))``. Segmentation labels are never read
+  (``ssvif.supervision: csc``, the default): the dataset is built with ``load_labels=False`` and items
+  are read with ``load_labels=False``.
+- ``ssvif.supervision: labels`` (default ``csc``): the label-supervised reference (SeAFusion-like, for
+  segmentation on fused images of labelled scenes). The Stage II task loss is then
+  ``supervised_seg_loss(seg_head(features), segformer(fused), labels)``: the same CE + soft Dice per
+  branch as CSC, against the ground-truth labels (255 = ignore) instead of the pseudo label. The
+  dataset (training and validation split) is built with ``load_labels=True``, labels are cropped and
+  flipped with the images, and every used label file is checked once before training (missing label
+  folder or file, class id >= ``ssvif.num_classes`` other than 255: a data error naming the file).
+  Everything else (stages, weighting, checkpoints) is unchanged; the supervised loss is logged in the
+  ``csc`` columns (``train_csc``, ``val_csc``, ``csc``, ``grad_norm_csc``, ``gn_csc``) and
+  ``teacher_a`` stays empty. Needs the segmentation branches: not with ``ssvif.csc: false`` or
+  ``framework: original`` (config errors).
 - ``w`` is set once per epoch by the weighting scheme (:mod:`ssvif_ros.weighting`; default GDWA). GDWA
   needs the norms of the gradients of the unweighted fusion and CSC losses on the fusion model's
   parameters: measured with ``task_grad_norms`` on steps ``step % weighting.gdwa_measure_every == 0``
@@ -26,7 +38,8 @@ The recipe (SSVIF, arXiv 2509.22450)
 - ``ssvif.grad_analysis``: on the same measuring steps, log the projection coefficient
   ``(g_csc·g_fus)/|g_fus|²`` on the fusion model's parameters, and its running mean over the run.
 - Switches: ``ssvif.csc: false`` (plain fusion training, no branches), ``ssvif.two_stage: false`` (Stage
-  II from epoch 0), ``ssvif.num_classes`` (9 MSRS, 15 FMB), ``model.color`` (rgb or y),
+  II from epoch 0), ``ssvif.supervision`` (csc or labels, above), ``ssvif.num_classes`` (9 MSRS, 15 FMB),
+  ``model.color`` (rgb or y),
   ``weighting.name`` (fixed, dwa, uncertainty, gdwa), ``framework: original`` (the fusion model with its
   own loss alone: the fusion loss without the colour term, no branches, no stages).
 
@@ -112,12 +125,14 @@ from ssvif_ros.config import (  # noqa: E402
 from ssvif_ros.data import (  # noqa: E402
     DatasetError,
     PairedFolderDataset,
+    PairingError,
     manifest_splits,
+    read_label,
     split_train_val,
     to_tensors,
     train_transform,
 )
-from ssvif_ros.losses import FusionLoss, csc_loss  # noqa: E402
+from ssvif_ros.losses import FusionLoss, csc_loss, supervised_seg_loss  # noqa: E402
 from ssvif_ros.models import SegHead, create_model  # noqa: E402
 from ssvif_ros.train_state import (  # noqa: E402
     capture_rng_state,
@@ -142,6 +157,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {"name": "lightunet", "color": "rgb", "cfg": {}},  # cfg: factory arguments (free-form)
     "ssvif": {
         "csc": True,  # false: plain fusion training with the SSVIF fusion loss
+        "supervision": "csc",  # csc (label-free) | labels (CE + Dice on ground-truth labels: the reference)
         "two_stage": True,  # false: Stage II from epoch 0
         "stage1_max_epochs": None,  # force the switch after this many Stage I epochs (null: off)
         "num_classes": 9,
@@ -259,6 +275,19 @@ def _check_config(cfg: dict[str, Any]) -> None:
     need(cfg["framework"] in ("ssvif", "original"), "framework", "must be ssvif or original")
     need(cfg["model"]["color"] in ("rgb", "y"), "model.color", "must be rgb or y")
     need(cfg["ssvif"]["num_classes"] >= 2, "ssvif.num_classes", "must be >= 2")
+    supervision = cfg["ssvif"]["supervision"]
+    need(supervision in ("csc", "labels"), "ssvif.supervision", "must be csc or labels")
+    if supervision == "labels":
+        need(
+            cfg["framework"] == "ssvif",
+            "ssvif.supervision",
+            "labels needs framework=ssvif (framework=original trains no segmentation branches)",
+        )
+        need(
+            cfg["ssvif"]["csc"],
+            "ssvif.supervision",
+            "labels needs ssvif.csc=true (the segmentation branches it trains)",
+        )
     need(bool(cfg["data"]["roots"]), "data.roots", "must list at least one dataset folder")
     need(cfg["data"]["crop"] >= cfg["loss"]["ssim_win_size"], "data.crop", "must be >= loss.ssim_win_size")
     need(0.0 <= cfg["data"]["val_fraction"] < 1.0, "data.val_fraction", "must be in [0, 1)")
@@ -357,7 +386,8 @@ class PairItems(Dataset):
 
     Training items get ``train_transform`` (random crop + flip) seeded by (seed, epoch, index): the same
     crops whatever the worker count or a resume. Validation items get :func:`center_crop`. Item:
-    ``{"vis": (3,c,c), "ir": (1,c,c), "name": str}``. Labels are never read (``load_labels=False``).
+    ``{"vis": (3,c,c), "ir": (1,c,c), "name": str}``, plus ``"label": int64 (c,c)`` (cropped and flipped
+    with the images) with ``ssvif.supervision: labels``; otherwise labels are never read.
     """
 
     def __init__(
@@ -367,6 +397,7 @@ class PairItems(Dataset):
         self.crop, self.seed = int(cfg["data"]["crop"]), int(cfg["seed"])
         self.transform = train_transform(self.crop, vertical_flip=cfg["data"]["vertical_flip"])
         self.nan_names = set(cfg["debug"]["inject_nan_names"])
+        self.load_labels = cfg["ssvif"]["supervision"] == "labels"
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -374,7 +405,7 @@ class PairItems(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         epoch, position = key
         index = self.indices[position]
-        arrays = self.base.read_arrays(index, load_labels=False)
+        arrays = self.base.read_arrays(index, load_labels=self.load_labels)
         if self.train:
             with torch.random.fork_rng(devices=[]):
                 torch.default_generator.manual_seed(item_seed(self.seed, epoch, index))
@@ -393,10 +424,37 @@ def manifest_excluded(ds: PairedFolderDataset, splits: list[str]) -> set[int]:
     return {i for i, split in enumerate(manifest_splits(ds)) if split is not None and split in splits}
 
 
+def check_label_ids(base: PairedFolderDataset, indices: list[int], num_classes: int) -> None:
+    """Read the label file of every item at ``indices`` once; raise :class:`DatasetError` listing the files
+    with class ids >= ``num_classes`` other than 255 (ignore), before any training step."""
+    problems = []
+    for index in indices:
+        path = base.pairs[index].label
+        ids = np.unique(read_label(path))
+        bad = ids[(ids >= num_classes) & (ids != 255)]
+        if bad.size:
+            problems.append(f"{path}: class id(s) {bad.tolist()} >= ssvif.num_classes={num_classes}")
+    if problems:
+        listed = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise DatasetError(
+            f"ssvif.supervision=labels: {len(problems)} label file(s) hold ids outside 0..{num_classes - 1} "
+            "and 255 (ignore); set ssvif.num_classes to the data's class count or remap the labels:\n  "
+            + "\n  ".join(listed)
+        )
+
+
 def build_data(cfg: dict[str, Any]) -> tuple[PairItems, PairItems, list[str]]:
-    """Train and validation items (the 9:1 split by name hash, ``split_train_val``) and excluded names."""
+    """Train and validation items (the 9:1 split by name hash, ``split_train_val``) and excluded names.
+
+    Labels are listed (and their ids checked) only with ``ssvif.supervision: labels``."""
     data = cfg["data"]
-    base = PairedFolderDataset(data["roots"], layout=data["layout"], load_labels=False)
+    supervised = cfg["ssvif"]["supervision"] == "labels"
+    try:
+        base = PairedFolderDataset(data["roots"], layout=data["layout"], load_labels=supervised)
+    except PairingError as e:
+        if not supervised:
+            raise
+        raise DatasetError(f"ssvif.supervision=labels needs a label file for every pair: {e}") from e
     excluded = manifest_excluded(base, list(data["exclude_splits"]))
     kept = [i for i in range(len(base)) if i not in excluded]
     names = [base.names[i] for i in kept]
@@ -411,6 +469,8 @@ def build_data(cfg: dict[str, Any]) -> tuple[PairItems, PairItems, list[str]]:
         )
     train = PairItems(base, [kept[p] for p in train_pos], cfg, train=True)
     val = PairItems(base, [kept[p] for p in val_pos], cfg, train=False)
+    if supervised:
+        check_label_ids(base, train.indices + val.indices, cfg["ssvif"]["num_classes"])
     return train, val, sorted(base.names[i] for i in excluded)
 
 
@@ -460,8 +520,9 @@ def _fmt(value: Any) -> Any:
     return value
 
 
-def plot_curves(metrics_csv: Path, out_png: Path) -> None:
-    """Loss, CSC and w curves per epoch with the stage switch marked (matplotlib, Agg)."""
+def plot_curves(metrics_csv: Path, out_png: Path, task_title: str = "cross-segmentation consistency") -> None:
+    """Loss, CSC (``task_title``: the Stage II task loss) and w curves per epoch with the stage switch
+    marked (matplotlib, Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -482,7 +543,7 @@ def plot_curves(metrics_csv: Path, out_png: Path) -> None:
     axes[0].set_title("loss")
     for name in ("train_csc", "val_csc", "train_agreement"):
         axes[1].plot(epochs, col(name), marker=".", label=name)
-    axes[1].set_title("cross-segmentation consistency")
+    axes[1].set_title(task_title)
     for name in ("w", "proj_coef_mean"):
         axes[2].plot(epochs, col(name), marker=".", label=name)
     axes[2].set_title("CSC weight w, projection coefficient")
@@ -642,8 +703,11 @@ def validate(
     fusion_loss: FusionLoss,
     joint: bool,
     use_amp: bool,
+    supervised: bool = False,
 ) -> dict[str, float]:
-    """Mean fusion and CSC losses over the validation split (each rank takes every world-th item)."""
+    """Mean fusion and CSC losses over the validation split (each rank takes every world-th item).
+
+    With ``supervised`` the "csc" entry is the label-supervised loss (:func:`supervised_seg_loss`)."""
     keys = [(0, p) for p in range(d.rank, len(items), d.world)]
     sums = [0.0, 0.0, 0.0]
     for m in (model, seg_head, segformer):
@@ -658,7 +722,10 @@ def validate(
                 logits_segformer = segformer(fused)
         n = vis.shape[0]
         sums[0] += float(fusion_loss(fused.float(), vis, ir)[0]) * n
-        if joint:
+        if joint and supervised:
+            labels = batch["label"].to(d.device)
+            sums[1] += float(supervised_seg_loss(logits_head, logits_segformer, labels)[0]) * n
+        elif joint:
             sums[1] += float(csc_loss(logits_head, logits_segformer)[0]) * n
         sums[2] += n
     for m in (model, seg_head, segformer):
@@ -690,7 +757,8 @@ def main(argv: list[str] | None = None) -> int:
         (run_dir / "config.yaml").write_text(dump_config(cfg))
     t_start = time.perf_counter()
 
-    # -- data: labels are never read (load_labels=False everywhere)
+    # -- data: labels are never read (load_labels=False everywhere) unless ssvif.supervision is labels
+    supervised = cfg["ssvif"]["supervision"] == "labels"
     train_items, val_items, excluded = build_data(cfg)
     bs, world = cfg["training"]["batch_size"], d.world
     sampler = DistributedSampler(train_items, num_replicas=world, rank=d.rank, shuffle=True, seed=cfg["seed"])
@@ -813,7 +881,12 @@ def main(argv: list[str] | None = None) -> int:
                     logits_head = seg_head_t(features, tuple(fused.shape[-2:]))
                     logits_segformer = segformer_t(fused)
             l_fusion, terms = fusion_loss(fused.float(), vis, ir)
-            if joint:
+            if joint and supervised:  # the label-supervised reference: its loss takes the CSC's place
+                labels = batch["label"].to(d.device, non_blocking=True)
+                l_csc, info = supervised_seg_loss(logits_head, logits_segformer, labels)
+                total = weighting.combine({"fusion": l_fusion, "csc": l_csc})
+                extra = [l_csc.detach(), info["agreement"], torch.zeros((), device=d.device)]
+            elif joint:
                 l_csc, info = csc_loss(logits_head, logits_segformer)
                 total = weighting.combine({"fusion": l_fusion, "csc": l_csc})
                 extra = [l_csc.detach(), info["agreement"], info["teacher_a_fraction"]]
@@ -913,6 +986,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not joint:
                     for k in ("csc", "agreement", "teacher_a"):
                         row[k] = None
+                elif supervised:
+                    row["teacher_a"] = None  # no pseudo label, no teacher
                 steps_log.write(row)
                 if writer is not None:
                     for k, v in row.items():
@@ -939,7 +1014,7 @@ def main(argv: list[str] | None = None) -> int:
             else None
         )
         train_time = time.perf_counter() - t_epoch
-        val = validate(d, val_items, cfg, model, seg_head, segformer, fusion_loss, joint, use_amp)
+        val = validate(d, val_items, cfg, model, seg_head, segformer, fusion_loss, joint, use_amp, supervised)
         w_val = weighting.weights()["csc"] if joint else 0.0  # = w, except for learned (uncertainty) weights
         if val:
             val_loss = val["fusion"] + (w_val * val["csc"] if joint else 0.0)
@@ -975,6 +1050,8 @@ def main(argv: list[str] | None = None) -> int:
         if not joint:
             for k in ("train_csc", "train_agreement", "train_teacher_a"):
                 row[k] = None
+        elif supervised:
+            row["train_teacher_a"] = None
 
         if joint:
             if n_ok == 0 or (needs_gn and gn_mean is None):
@@ -1004,7 +1081,8 @@ def main(argv: list[str] | None = None) -> int:
                     if k != "epoch" and v is not None and math.isfinite(v):
                         writer.add_scalar(f"epoch/{k}", v, epoch)
                 writer.flush()
-            csc_text = f", csc {mean['csc']:.4g}, w {w:.4g}" if joint else ""
+            task = "seg (labels)" if supervised else "csc"
+            csc_text = f", {task} {mean['csc']:.4g}, w {w:.4g}" if joint else ""
             log(
                 d,
                 f"epoch {epoch} stage {row['stage']}: train {mean['total']:.5g} (fusion {mean['fusion']:.5g}"
@@ -1033,7 +1111,11 @@ def main(argv: list[str] | None = None) -> int:
     if d.main:
         if writer is not None:
             writer.close()
-        plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
+        plot_curves(
+            run_dir / "metrics.csv",
+            run_dir / "curves.png",
+            "supervised segmentation (labels)" if supervised else "cross-segmentation consistency",
+        )
         summary = {
             "status": ts["finished"],
             "epochs": ts["epoch"],
