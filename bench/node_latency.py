@@ -16,6 +16,13 @@ Two configurations by default (``--configs``):
 - ``passthrough``: the benchmark-only ``passthrough`` backend (the engine returns the visible image), which
   isolates the node's own overhead from the model.
 
+A third configuration, ``relay`` (``--configs passthrough,relay``), measures the transport floor: instead of
+the node, a minimal rclpy relay (this script with ``--role relay``; same input QoS, one executor thread)
+pairs the two inputs by identical stamp and republishes the received visible message unchanged (no
+decoding, no copy), recording per pair (publish time − stamp) like the node does. Its "overhead" is what any
+Python node pays here for receiving the two images and publishing one, before doing any work; the node's
+overhead minus it is what the node itself adds.
+
 Reported per configuration (after ``--warmup-s`` seconds, for ``--duration`` seconds):
 
 - ``node_overhead_ms``: per frame, (publish time − header stamp) − inference time, measured in the node
@@ -39,6 +46,7 @@ import json
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -132,6 +140,55 @@ def run_publisher(args: argparse.Namespace) -> int:
         json.dumps({"published_pairs": sent, "late_start_s": round(time.monotonic() - start, 3)}), flush=True
     )
     node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+def run_relay(args: argparse.Namespace) -> int:
+    """The transport floor: pair visible/thermal by identical stamp, republish the visible message as is.
+
+    Prints one JSON line on exit (SIGINT): ``[stamp ns, publish time − stamp in ms]`` per relayed
+    pair."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    rclpy.init()
+    node = rclpy.create_node(args.node_name)
+    out = node.create_publisher(
+        Image, f"/{args.node_name}/fused/image", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    )
+    pending: dict[str, dict[tuple[int, int], object]] = {"visible": {}, "thermal": {}}
+    latencies_ms: list[tuple[int, float]] = []
+
+    def on_message(kind: str, other: str, msg) -> None:
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        match = pending[other].pop(key, None)
+        if match is None:
+            pending[kind][key] = msg
+            if len(pending[kind]) > 10:
+                pending[kind].pop(next(iter(pending[kind])))
+            return
+        visible = msg if kind == "visible" else match
+        out.publish(visible)
+        stamp_ns = key[0] * 1_000_000_000 + key[1]
+        latencies_ms.append((stamp_ns, (time.time_ns() - stamp_ns) / 1e6))
+
+    for kind, other in (("visible", "thermal"), ("thermal", "visible")):
+        node.create_subscription(
+            Image,
+            f"{args.namespace}/{kind}",
+            lambda msg, kind=kind, other=other: on_message(kind, other, msg),
+            qos_profile_sensor_data,
+        )
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    print(json.dumps({"relay_latency_ms": latencies_ms}), flush=True)
     rclpy.try_shutdown()
     return 0
 
@@ -236,14 +293,21 @@ def run_config(config: str, args: argparse.Namespace, weights: str | None) -> di
     else:
         node_args += ["-p", "allow_untrained:=true", "-p", f"model:={args.model}"]
         model_note = f"random-init {args.model} via allow_untrained (no trained model ships yet; same cost)"
+    relay = config == "relay"
+    if relay:
+        model_note = "minimal rclpy relay (pairs by stamp, republishes the visible message; no node)"
+        command = [str(Path(__file__).resolve()), "--role", "relay", "--namespace", namespace]
+        command += ["--node-name", node_name]
+    else:
+        command = ["-m", "ssvif_ros.fuse_node", "--ros-args", *node_args]
     log(f"{config}: starting the node ({model_note})")
-    node_log = open(Path(args.log_dir) / f"node_{config}.log", "wb")
+    node_log = open(Path(args.log_dir) / f"node_{config}.log", "w+b")
     node = subprocess.Popen(
-        [sys.executable, "-m", "ssvif_ros.fuse_node", "--ros-args", *node_args],
+        [sys.executable, *command],
         cwd=REPO,
         env=os.environ,
-        stdout=node_log,
-        stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE if relay else node_log,
+        stderr=node_log if relay else subprocess.STDOUT,
     )
     listener = Listener(f"/{node_name}/fused/image", node_name)
     publisher = None
@@ -287,16 +351,32 @@ def run_config(config: str, args: argparse.Namespace, weights: str | None) -> di
         end_mono = time.monotonic()
         cpu_end = cpu_seconds(node.pid)
         time.sleep(0.5)  # let the last frames arrive
-        # a diagnostics report that covers the end of the run
-        wait_for(lambda: (listener.latest_diagnostics() or (0,))[0] > end_mono + 0.3, 10, "final diagnostics")
-        diag_end = listener.latest_diagnostics()[1]
+        if relay:
+            diag_end = {}
+        else:  # a diagnostics report that covers the end of the run
+            wait_for(
+                lambda: (listener.latest_diagnostics() or (0,))[0] > end_mono + 0.3, 10, "final diagnostics"
+            )
+            diag_end = listener.latest_diagnostics()[1]
         published = json.loads(out.strip().splitlines()[-1])["published_pairs"]
     finally:
         if publisher is not None and publisher.poll() is None:
             publisher.kill()
         listener.close()
-        code = stop_process(node)
+        if relay:
+            node.send_signal(signal.SIGINT)  # rclpy's handler ends the spin; the relay then prints
+            relay_out, _ = node.communicate(timeout=30)
+            code = node.returncode
+        else:
+            code = stop_process(node)
         node_log.close()
+    if relay:  # the relay's own record stands in for the node's diagnostics
+        record = json.loads(relay_out.splitlines()[-1])["relay_latency_ms"]
+        in_window = [ms for stamp, ms in record if stamp >= start_wall]
+        floor = percentiles(in_window)
+        diag_end = {f"overhead {q} (ms)": str(v) for q, v in floor.items() if v is not None}
+        diag_end.update({"pairs": str(len(in_window)), "published": str(len(in_window))})
+        diag_end["backend"] = "none (relay)"
     with listener.lock:
         arrivals = [(s, a) for s, a in listener.arrivals if s >= start_wall]
     e2e = [(a - s) / 1e6 for s, a in arrivals]
@@ -359,11 +439,16 @@ def main(argv: list[str] | None = None) -> int:
         "folder, passed via FASTDDS_DEFAULT_PROFILES_FILE); default: the middleware's defaults",
     )
     parser.add_argument("--log-dir", default=None, help="folder for the node logs (default: a temp folder)")
-    parser.add_argument("--role", default="bench", choices=("bench", "publisher"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--role", default="bench", choices=("bench", "publisher", "relay"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--node-name", default="relay", help=argparse.SUPPRESS)
     parser.add_argument("--namespace", default="/ssvif_bench", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "publisher":
         return run_publisher(args)
+    if args.role == "relay":
+        return run_relay(args)
 
     import tempfile
 
@@ -381,8 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     try:
         for config in [c.strip() for c in args.configs.split(",") if c.strip()]:
-            if config not in ("model", "passthrough"):
-                parser.error(f"unknown config {config!r}: use model and/or passthrough")
+            if config not in ("model", "passthrough", "relay"):
+                parser.error(f"unknown config {config!r}: use model, passthrough and/or relay")
             runs.append(run_config(config, args, weights))
     finally:
         rclpy.try_shutdown()
