@@ -186,6 +186,28 @@ def csc_loss(
     return loss, info
 
 
+def labelled_ce_dice(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy, soft Dice) of ``logits`` (B,K,H,W) against ``labels`` (B,H,W) int64 class ids,
+    both over the labelled pixels only (``ignore_index`` skipped; CE 0 when none is labelled).
+
+    The Dice is :func:`soft_dice_loss` on the labelled pixels: it weighs every class alike, so a small
+    class (a thermal target covering 3 % of an image) counts as much as the background, where plain
+    cross-entropy lets "background everywhere" look good.
+    """
+    logits, labels = logits.float(), labels.long()
+    valid = labels != ignore_index
+    ce = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum") / valid.sum().clamp(
+        min=1
+    )
+    # soft_dice_loss sums over batch and pixels, so the labelled pixels as one (1,K,N,1) image give
+    # exactly the Dice over labelled pixels
+    picked = logits.permute(0, 2, 3, 1)[valid].t().reshape(1, logits.shape[1], -1, 1)
+    dice = soft_dice_loss(picked, labels[valid].view(1, -1, 1))
+    return ce, dice
+
+
 def supervised_seg_loss(
     logits_a: torch.Tensor, logits_b: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -209,16 +231,9 @@ def supervised_seg_loss(
     labels = labels.long()
     valid = labels != ignore_index
     n_valid = valid.sum()
-    targets = labels[valid]  # (N,): the labelled pixels, gathered once for both branches
 
     def branch(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = logits.float()
-        ce = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
-        ce = ce / n_valid.clamp(min=1)
-        # soft_dice_loss sums over batch and pixels, so the labelled pixels as one (1,K,N,1) image
-        # give exactly the Dice over labelled pixels
-        picked = logits.permute(0, 2, 3, 1)[valid].t().reshape(1, logits.shape[1], -1, 1)
-        dice = soft_dice_loss(picked, targets.view(1, -1, 1))
+        ce, dice = labelled_ce_dice(logits, labels, ignore_index)
         with torch.no_grad():
             correct = ((logits.argmax(dim=1) == labels) & valid).sum()
         return ce, dice, correct.float() / n_valid.clamp(min=1)

@@ -238,3 +238,20 @@ def test_named_methods_and_per_seed_checkpoints(tmp_path, scenes):
     missing = ["--data", str(scenes), "--methods", str(tmp_path / "seed{seed}" / "best.safetensors"),
                "--seeds", "0,2", "--out", str(tmp_path / "out2"), *FAST]  # fmt: skip
     assert seg.main(missing) == 2  # seed 2's checkpoint does not exist: found before any training
+
+
+def test_dice_weight_is_part_of_the_training_loss(tmp_path):
+    """``training.dice_weight`` adds the soft Dice to the CE (same seed and crops: only the loss differs)."""
+    _thermal_only_targets(tmp_path / "data")
+    base = ["--data", str(tmp_path / "data"), "--binary", "--methods", "infrared", "--test-fraction",
+            "0.25", "--threads", "1", "training.epochs=1", "training.crop=[64,80]",
+            "training.val_fraction=0"]  # fmt: skip
+    losses = {}
+    for weight in (0, 1):
+        out = tmp_path / f"out{weight}"
+        assert seg.main([*base, "--out", str(out), f"training.dice_weight={weight}"]) == 0
+        run = json.loads((out / "segmentation.json").read_text())["methods"]["infrared"]["per_seed"][0]
+        losses[weight] = [row["loss"] for fold in run["folds"] for row in fold["history"]]
+    assert losses[1][0] > losses[0][0]  # one epoch: the Dice term (about 0.5 at the start) is added
+    bad = [*base, "--out", str(tmp_path / "bad"), "training.dice_weight=-1"]
+    assert seg.main(bad) == 2

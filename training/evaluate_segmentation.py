@@ -50,6 +50,9 @@ Choices where the paper is silent (each one a config key):
 - Cosine schedule per optimiser step from ``lr`` to ``lr * min_lr_ratio`` over all planned steps, after
   ``warmup_epochs`` of linear warm-up; AdamW over all parameters (frozen ones get no gradient, so no update
   and no weight decay).
+- Loss: cross-entropy over the labelled pixels, plus ``training.dice_weight`` × soft Dice (0 in the
+  presets; 1 for binary target masks, where a target covering a few % of the pixels otherwise loses to
+  "background everywhere").
 - Augmentation: a random crop of ``training.crop`` (images smaller than the crop are padded with black and
   the ignore label) and a horizontal flip. Testing is on full images, padded (replicated border) to a
   multiple of ``eval.pad_to``; the logits are cropped back to the label size.
@@ -95,6 +98,7 @@ from ssvif_ros.config import ConfigError, dump_config, load_config  # noqa: E402
 from ssvif_ros.data import PairedFolderDataset, manifest_splits, read_pair_arrays, split_train_val  # noqa: E402
 from ssvif_ros.data.image_files import DatasetError  # noqa: E402
 from ssvif_ros.data.pairs import PairFiles, list_images  # noqa: E402
+from ssvif_ros.losses import labelled_ce_dice  # noqa: E402
 from ssvif_ros.metrics import confusion_matrix, iou_per_class, mean_iou  # noqa: E402
 from ssvif_ros.models.segformer import SegFormer, build_segformer  # noqa: E402
 
@@ -124,6 +128,7 @@ DEFAULTS: dict[str, Any] = {
         "patience": 10,  # epochs without a better validation mIoU (after unfreezing) before stopping
         "val_fraction": 0.1,  # of the training images, for early stopping; 0 = none (last epoch tested)
         "max_steps_per_epoch": None,  # null = one pass over the training images
+        "dice_weight": 0.0,  # loss = CE + dice_weight * soft Dice (> 0 for small classes, e.g. binary masks)
     },
     "eval": {"pad_to": 32},
 }
@@ -316,7 +321,7 @@ def check_config(cfg: dict[str, Any]) -> None:
         raise SegEvalError(f"config training.crop must be [height, width] of positive integers, got {crop}")
     if not 0.0 <= t["val_fraction"] < 1.0:
         raise SegEvalError(f"config training.val_fraction must be in [0, 1), got {t['val_fraction']}")
-    for key in ("freeze_encoder_epochs", "warmup_epochs", "patience"):
+    for key in ("freeze_encoder_epochs", "warmup_epochs", "patience", "dice_weight"):
         if t[key] < 0:
             raise SegEvalError(f"config training.{key} must be >= 0, got {t[key]}")
 
@@ -617,6 +622,7 @@ def train_segformer(
         weight_decay=float(tc["weight_decay"]),
     )
     batch = int(tc["batch_size"])
+    dice_weight = float(tc["dice_weight"])
     steps_per_epoch = math.ceil(len(train) / batch)
     if tc["max_steps_per_epoch"]:
         steps_per_epoch = min(steps_per_epoch, int(tc["max_steps_per_epoch"]))
@@ -647,7 +653,8 @@ def train_segformer(
                 [images[i] for i in chosen], [labels[i] for i in chosen], crop, bool(tc["hflip"]), rng
             )
             if (y != IGNORE_INDEX).any():
-                loss = F.cross_entropy(model(x.to(device)), y.to(device), ignore_index=IGNORE_INDEX)
+                ce, dice = labelled_ce_dice(model(x.to(device)), y.to(device), IGNORE_INDEX)
+                loss = ce + dice_weight * dice if dice_weight else ce
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
