@@ -1,0 +1,54 @@
+"""training/target_contrast.py: target-vs-ring contrast and AUC on binary masks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SCRIPT = Path(__file__).resolve().parents[1] / "training" / "target_contrast.py"
+spec = importlib.util.spec_from_file_location("target_contrast", SCRIPT)
+tc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tc)
+
+
+def test_scores_of_a_bright_a_hidden_and_a_dark_target():
+    target = np.zeros((20, 20), bool)
+    target[8:12, 8:12] = True
+    ring = tc.ring_mask(target, 3)
+    assert not (ring & target).any() and ring.sum() > 0
+    assert ring[5, 10] and not ring[2, 10]  # 3 px from the target is in, 6 px is out
+    bright = np.where(target, 200.0, 50.0)
+    assert tc.target_scores(bright, target, ring) == pytest.approx({"contrast": 150 / 255, "auc": 1.0})
+    flat = np.full((20, 20), 90.0)
+    assert tc.target_scores(flat, target, ring) == pytest.approx({"contrast": 0.0, "auc": 0.5})  # ties: half
+    assert tc.target_scores(255.0 - bright, target, ring)["auc"] == pytest.approx(0.0)
+
+
+def test_cli_ranks_infrared_above_visible_when_targets_are_thermal_only(tmp_path):
+    rng = np.random.default_rng(0)
+    for sub in ("vi", "ir", "mask"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+    for i in range(3):
+        mask = np.zeros((48, 64), np.uint8)
+        mask[10 + i : 26 + i, 20:30] = 255
+        vis = rng.integers(60, 120, (48, 64, 3), dtype=np.uint8)  # the target is invisible here
+        ir = np.where(mask > 0, 220, 70).astype(np.uint8)
+        Image.fromarray(vis).save(tmp_path / "data" / "vi" / f"{i}.png")
+        Image.fromarray(ir).save(tmp_path / "data" / "ir" / f"{i}.png")
+        Image.fromarray(mask).save(tmp_path / "data" / "mask" / f"{i}.png")
+    out = tmp_path / "out"
+    argv = ["--data", str(tmp_path / "data"), "--label-dir", "mask", "--methods", "visible", "infrared",
+            "fused=max", "--out", str(out)]  # fmt: skip
+    assert tc.main(argv) == 0
+    report = json.loads((out / "contrast.json").read_text())
+    assert len(report["pairs"]) == 3
+    auc = {m: r["mean"]["auc"] for m, r in report["methods"].items()}
+    assert auc["infrared"] == pytest.approx(1.0)
+    assert 0.3 < auc["visible"] < 0.7  # noise: no better than chance
+    assert auc["fused"] > 0.9  # max-luminance keeps the warm target
+    assert "target AUC" in (out / "contrast.md").read_text()

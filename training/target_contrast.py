@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""Training-free real check on binary target masks: how well does each method's fused image keep the
+thermal targets (people, vehicles) apart from their surroundings?
+
+    python training/target_contrast.py --data ../shared/data/tno_stdfusionnet_masks --label-dir ir_mask \
+        --methods visible infrared max SSVIF=ssvif_ros/weights/lightunet_ssvif.safetensors --out out/contrast
+
+Why: a segmentation network trained from scratch on the 20 + 8 masked real pairs beside the project
+learns nothing about the targets (RESULTS.md, experiment 3), so the masks are also used directly. For every
+masked pair and method, on the fused image's luminance (gray = 0.299R + 0.587G + 0.114B), with the target
+pixels T (mask > 0) and a ring R of background pixels within ``--ring`` px of a target:
+
+- ``contrast``: (mean over T − mean over R) / 255, signed (thermal targets are warm, so bright in the
+  infrared image);
+- ``auc``: the probability that a random target pixel is brighter than a random ring pixel (the
+  Mann–Whitney AUC, ties count half): 0.5 = the targets cannot be told from their surroundings by
+  brightness, 1 = every target pixel is brighter. Threshold-free and insensitive to the gain.
+
+Means over pairs go to ``contrast.json`` and ``contrast.md`` in ``--out``. Methods are the specs of
+``training/evaluate_segmentation.py`` (``visible``, ``infrared``, baselines, checkpoints, ``NAME=SPEC``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import distance_transform_edt
+from scipy.stats import rankdata
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
+
+from ssvif_ros.checkpoint import atomic_write_bytes  # noqa: E402
+
+
+def _segeval():
+    """training/evaluate_segmentation.py (labelled-pair loading, method resolution) as a module."""
+    spec = importlib.util.spec_from_file_location(
+        "ssvif_evaluate_segmentation", Path(__file__).resolve().with_name("evaluate_segmentation.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look the module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """float64 (H, W) in [0, 255] from uint8 (H, W, 3) RGB or (H, W) gray."""
+    if image.ndim == 2:
+        return image.astype(np.float64)
+    return image[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def ring_mask(target: np.ndarray, width: float) -> np.ndarray:
+    """bool (H, W): background pixels within ``width`` px (Euclidean) of a target pixel."""
+    return (distance_transform_edt(~target) <= width) & ~target
+
+
+def target_scores(gray: np.ndarray, target: np.ndarray, ring: np.ndarray) -> dict[str, float]:
+    """``contrast`` and ``auc`` (see the module doc) of luminance ``gray`` for the two pixel sets."""
+    inside, around = gray[target], gray[ring]
+    if inside.size == 0 or around.size == 0:
+        return {"contrast": float("nan"), "auc": float("nan")}
+    ranks = rankdata(np.concatenate([inside, around]))  # average ranks: ties count half
+    u = ranks[: inside.size].sum() - inside.size * (inside.size + 1) / 2.0
+    return {
+        "contrast": float((inside.mean() - around.mean()) / 255.0),
+        "auc": float(u / (inside.size * around.size)),
+    }
+
+
+def measure(roots: Sequence[Path], label_dir: str | None, methods: Sequence[str], ring: float) -> dict:
+    """Scores per method and pair for the masked pairs of ``roots`` (mask > 0 = target)."""
+    seg = _segeval()
+    pairs = seg.find_labelled_pairs(list(roots), label_dir)
+    samples = seg.load_samples(pairs.files, binary=True, num_classes=2)
+    masks = [(s.label == 1, ring_mask(s.label == 1, ring) & (s.label != seg.IGNORE_INDEX)) for s in samples]
+    report: dict = {"pairs": [s.name for s in samples], "ring_px": ring, "methods": {}}
+    for text in methods:
+        given, spec = seg.split_method_name(text)
+        label, fuse = seg.resolve_method(spec)
+        per_pair = [
+            target_scores(luminance(fuse(s.name, s.vis, s.ir)), target, around)
+            for s, (target, around) in zip(samples, masks, strict=True)
+        ]
+        report["methods"][given or label] = {
+            "spec": spec,
+            "per_pair": per_pair,
+            "mean": {k: float(np.nanmean([p[k] for p in per_pair])) for k in ("contrast", "auc")},
+        }
+    return report
+
+
+def markdown(report: dict) -> str:
+    lines = ["| method | target contrast ↑ | target AUC ↑ |", "|---|---:|---:|"]
+    for name, result in report["methods"].items():
+        lines.append(f"| {name} | {result['mean']['contrast']:.4f} | {result['mean']['auc']:.4f} |")
+    lines.append(
+        f"\nMeans over {len(report['pairs'])} masked pairs; ring = background within "
+        f"{report['ring_px']:g} px of a target; contrast = (mean target − mean ring luminance) / 255; "
+        "AUC = P(target pixel brighter than ring pixel)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, nargs="+", required=True, help="paired folder(s) with masks")
+    p.add_argument("--label-dir", help="mask subfolder of each root (e.g. ir_mask, mask_binary)")
+    p.add_argument("--methods", nargs="+", required=True, help="method specs (see evaluate_segmentation)")
+    p.add_argument("--ring", type=float, default=15.0, help="ring width around the targets, px")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    report = measure(args.data, args.label_dir, args.methods, args.ring)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(args.out / "contrast.json", json.dumps(report, indent=2).encode())
+    table = markdown(report)
+    atomic_write_bytes(args.out / "contrast.md", table.encode())
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
