@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ssvif_ros.baselines import fuse_baseline
@@ -76,3 +77,18 @@ def test_errors_name_what_is_wrong(tmp_path, dataset):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="no fused image for pair"):
         evaluate_fusion_script.evaluate([dataset], [str(empty)], tmp_path / "o")
+
+
+def test_named_methods_and_colliding_names_keep_every_row(tmp_path, dataset):
+    """Two checkpoints called ``seedX/best`` must not overwrite each other's row; NAME=SPEC names a row."""
+    paths = []
+    for run in ("a", "b"):
+        torch.manual_seed(len(paths))
+        path = tmp_path / run / "seed0" / "best.safetensors"
+        paths.append(save_checkpoint(path, create_model("lightunet")))
+    methods = [str(paths[0]), str(paths[1]), "mean=average"]
+    means = evaluate_fusion_script.evaluate([dataset], methods, tmp_path / "out", split="test")
+    assert list(means) == ["seed0/best", "seed0/best#2", "mean"]
+    with (tmp_path / "out" / "per_image.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 2 and {r["method"] for r in rows} == {"seed0/best", "seed0/best#2", "mean"}

@@ -4,9 +4,10 @@
         --methods runs/x/best.safetensors laplacian max average path/to/fused_folder --out results/msrs
 
 A method is a checkpoint (``.safetensors`` with its sidecar), a classic baseline name (average, max,
-laplacian), or a folder of already-fused images named like the pairs. Writes ``per_image.csv``,
-``means.json``, ``table.md`` (methods × metrics, like the paper's Table II) and ``grid.png``
-(visible | thermal | each method, for a few pairs) into ``--out``.
+laplacian), or a folder of already-fused images named like the pairs; ``NAME=SPEC`` names its row, and
+rows whose names would collide (two ``seed0/best`` checkpoints) get ``#2``, ``#3`` suffixes. Writes
+``per_image.csv``, ``means.json``, ``table.md`` (methods × metrics, like the paper's Table II) and
+``grid.png`` (visible | thermal | each method, for a few pairs) into ``--out``.
 """
 
 from __future__ import annotations
@@ -72,6 +73,25 @@ def make_method(spec: str, device: str = "cpu") -> tuple[str, Fuser]:
                      f"checkpoint nor a folder of fused images")  # fmt: skip
 
 
+def split_method_name(text: str) -> tuple[str | None, str]:
+    """``NAME=SPEC`` → (NAME, SPEC) (a row name of your choosing); a plain SPEC → (None, SPEC)."""
+    name, sep, spec = text.partition("=")
+    if sep and name and "/" not in name and not Path(text).exists():
+        return name, spec
+    return None, text
+
+
+def unique_names(labels: Sequence[str]) -> list[str]:
+    """Display names made unique (``best``, ``best#2``): two checkpoints never share (or overwrite) a row."""
+    out: list[str] = []
+    for label in labels:
+        name, k = label, 2
+        while name in out:
+            name, k = f"{label}#{k}", k + 1
+        out.append(name)
+    return out
+
+
 def select_indices(dataset: PairedFolderDataset, split: str | None, limit: int | None) -> list[int]:
     """Indices of the pairs to evaluate: those of ``split`` per the manifest (all when None)."""
     indices = list(range(len(dataset)))
@@ -112,7 +132,10 @@ def evaluate(
     """Run every method on every selected pair; write the outputs; return the means per method."""
     dataset = PairedFolderDataset(list(roots))
     indices = select_indices(dataset, split, limit)
-    fusers = [make_method(spec, device) for spec in methods]
+    named = [split_method_name(text) for text in methods]
+    made = [make_method(spec, device) for _, spec in named]
+    names = unique_names([given or label for (given, _), (label, _) in zip(named, made, strict=True)])
+    fusers = [(name, fuse) for name, (_, fuse) in zip(names, made, strict=True)]
     out.mkdir(parents=True, exist_ok=True)
     rows, grid = [], []
     sums: dict[str, dict[str, list[float]]] = {name: {m: [] for m in METRIC_NAMES} for name, _ in fusers}
@@ -155,7 +178,9 @@ def evaluate(
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, nargs="+", required=True, help="paired dataset folder(s)")
-    p.add_argument("--methods", nargs="+", required=True, help="checkpoints, baseline names or fused folders")
+    p.add_argument(
+        "--methods", nargs="+", required=True, help="checkpoints, baseline names or fused folders; NAME=SPEC"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--split", help="only pairs of this split in the folders' manifest.csv (e.g. test)")
     p.add_argument("--limit", type=int, help="evaluate the first N pairs only")

@@ -447,14 +447,6 @@ def resolve_method(spec: str, device: str = "cpu") -> tuple[str, Fuser]:
 SEED_FIELD = "{seed}"
 
 
-def split_method_name(text: str) -> tuple[str | None, str]:
-    """``NAME=SPEC`` → (NAME, SPEC) (a row name of your choosing); a plain SPEC → (None, SPEC)."""
-    name, sep, spec = text.partition("=")
-    if sep and name and "/" not in name and not Path(text).exists():
-        return name, spec
-    return None, text
-
-
 def _row_name(given: str | None, spec: str, resolved_label: str) -> str:
     """The table row of a method: its given name, else the resolved label (of the template for a
     per-seed spec, e.g. ``seed{seed}/best``)."""
@@ -472,15 +464,14 @@ def seed_spec(spec: str, seed: int) -> str:
     return spec.replace(SEED_FIELD, str(seed))
 
 
+def split_method_name(text: str) -> tuple[str | None, str]:
+    """``NAME=SPEC`` → (NAME, SPEC); a plain SPEC → (None, SPEC) (see ``evaluate_fusion``)."""
+    return _load_fusion_evaluator().split_method_name(text)
+
+
 def _unique_labels(labels: Sequence[str]) -> list[str]:
     """Display names made unique (``best``, ``best#2``) so two checkpoints never share a row."""
-    out: list[str] = []
-    for label in labels:
-        name, k = label, 2
-        while name in out:
-            name, k = f"{label}#{k}", k + 1
-        out.append(name)
-    return out
+    return _load_fusion_evaluator().unique_names(labels)
 
 
 # -------------------------------------------------------------------------------------------- training
