@@ -1,9 +1,15 @@
-"""Argument types shared by the command-line tools, training scripts and benchmarks."""
+"""Argument types shared by the command-line tools, training scripts and benchmarks, and the loader the
+``training/`` programs use to reuse each other (that folder is scripts, not a package)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 
 def size_pair(text: str, minimum: int = 1) -> tuple[int, int]:
@@ -34,3 +40,16 @@ def size_arg(minimum: int = 1) -> Callable[[str], tuple[int, int]]:
 def comma_list(text: str) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+@functools.cache
+def load_script(path: str | Path) -> ModuleType:
+    """The script at ``path`` (e.g. ``training/evaluate_fusion.py``) as a module, executed once per process.
+
+    Registered in ``sys.modules`` as ``ssvif_<stem>`` so its dataclasses can find their module."""
+    path = Path(path).resolve()
+    spec = importlib.util.spec_from_file_location(f"ssvif_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

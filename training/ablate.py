@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import importlib.util
 import json
 import math
 import shlex
@@ -45,21 +44,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
 TRAIN_PY = REPO_ROOT / "training" / "train.py"
 
+from ssvif_ros.cli import load_script  # noqa: E402
 from ssvif_ros.metrics import METRIC_NAMES  # noqa: E402
 from ssvif_ros.train_state import latest_train_state  # noqa: E402
 
-
-def _load_evaluator() -> Any:
-    """training/evaluate_fusion.py as a module (a script beside this one, not part of the package)."""
-    spec = importlib.util.spec_from_file_location(
-        "ssvif_evaluate_fusion", REPO_ROOT / "training" / "evaluate_fusion.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-evaluate_fusion = _load_evaluator()
+evaluate_fusion = load_script(REPO_ROOT / "training" / "evaluate_fusion.py")
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "original": ("framework=original",),  # = train.py --framework original: own loss, no branches/stages

@@ -71,7 +71,6 @@ import argparse
 import copy
 import csv
 import hashlib
-import importlib.util
 import io
 import json
 import logging
@@ -93,7 +92,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
 
 from ssvif_ros.checkpoint import atomic_write_bytes  # noqa: E402
-from ssvif_ros.cli import comma_list  # noqa: E402
+from ssvif_ros.cli import comma_list, load_script  # noqa: E402
 from ssvif_ros.config import ConfigError, dump_config, load_config  # noqa: E402
 from ssvif_ros.data import PairedFolderDataset, manifest_splits, read_pair_arrays, split_train_val  # noqa: E402
 from ssvif_ros.data.image_files import DatasetError  # noqa: E402
@@ -405,13 +404,9 @@ def make_splits(
 
 
 def _load_fusion_evaluator() -> Any:
-    """training/evaluate_fusion.py as a module (a script beside this one), for its method resolution."""
-    spec = importlib.util.spec_from_file_location(
-        "ssvif_evaluate_fusion", Path(__file__).resolve().with_name("evaluate_fusion.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """training/evaluate_fusion.py as a module (a script beside this one), for its method resolution;
+    executed once per process (:func:`ssvif_ros.cli.load_script`)."""
+    return load_script(Path(__file__).resolve().with_name("evaluate_fusion.py"))
 
 
 def resolve_method(spec: str, device: str = "cpu") -> tuple[str, Fuser]:

@@ -32,7 +32,6 @@ its error text in place of numbers; the others still run.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import sys
@@ -54,7 +53,7 @@ sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the
 from ssvif_ros.backends.onnxruntime_backend import FusionExportWrapper, export_onnx  # noqa: E402
 from ssvif_ros.backends.torch_backend import TorchBackend  # noqa: E402
 from ssvif_ros.checkpoint import atomic_write_bytes, load_checkpoint  # noqa: E402
-from ssvif_ros.cli import comma_list  # noqa: E402
+from ssvif_ros.cli import comma_list, load_script  # noqa: E402
 from ssvif_ros.data import PairedFolderDataset  # noqa: E402
 from ssvif_ros.engine import FusionEngine, default_weights  # noqa: E402
 from ssvif_ros.metrics import METRIC_NAMES, evaluate_fusion  # noqa: E402
@@ -62,13 +61,7 @@ from ssvif_ros.metrics import METRIC_NAMES, evaluate_fusion  # noqa: E402
 
 def _load_script(name: str) -> Any:
     """A script beside this one (training/ is not a package) as a module."""
-    spec = importlib.util.spec_from_file_location(
-        f"ssvif_{name}", Path(__file__).resolve().with_name(f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # so dataclasses (and pickling) can find the module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(Path(__file__).resolve().with_name(f"{name}.py"))
 
 
 evaluate_fusion_script = _load_script("evaluate_fusion")  # select_indices, HIGHER_IS_BETTER

@@ -23,7 +23,6 @@ Means over pairs go to ``contrast.json`` and ``contrast.md`` in ``--out``. Metho
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -37,17 +36,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
 
 from ssvif_ros.checkpoint import atomic_write_bytes  # noqa: E402
+from ssvif_ros.cli import load_script  # noqa: E402
 
 
 def _segeval():
     """training/evaluate_segmentation.py (labelled-pair loading, method resolution) as a module."""
-    spec = importlib.util.spec_from_file_location(
-        "ssvif_evaluate_segmentation", Path(__file__).resolve().with_name("evaluate_segmentation.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look the module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(Path(__file__).resolve().with_name("evaluate_segmentation.py"))
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
