@@ -5,17 +5,19 @@ Run it with ``ros2 launch ssvif_ros fuse.launch.py`` (or ``ros2 run ssvif_ros fu
 
 Data flow, per frame::
 
-    visible/image_raw ──┐ decode, pair                 worker thread: thermal 8 bit ─► register ─► engine
-                        ├───────────────► one-slot ──►                                              │
-    thermal/image_raw ──┘ (approximate | latest)  mailbox     ~/fused/image, ~/fused/segmentation, ◄┘
-                                                              ~/fused/overlay (visible header)
+    visible/image_raw ──┐ decode, pair                 thermal 8 bit ─► register ─► engine ─► publish
+                        ├───────────────► dispatch ──► (inline, or on the worker thread)    │
+    thermal/image_raw ──┘ (approximate | latest)        ~/fused/image, ~/fused/segmentation, ◄┘
+                                                        ~/fused/overlay (visible header)
 
-Threads: subscription callbacks (the executor) only decode (a view of the message for rgb8/mono*; a
-reorder for bgr/rgba), pair, and drop the pair into a one-slot mailbox; a worker thread takes the newest
-pair, runs thermal gain, registration and the engine, and publishes. A pair replaced in the mailbox
-before the worker took it is counted as skipped, so a model slower than the cameras never builds a
-queue. No work is done for an output without subscribers; the segmentation head runs only when
-``~/fused/segmentation`` or ``~/fused/overlay`` has one.
+Threads: subscription callbacks (the executor) decode (a view of the message for rgb8/mono*; a reorder
+for bgr/rgba), pair, and hand the pair to :class:`~ssvif_ros.dispatch.NewestDispatcher`. A fast model
+(recent pairs under ``inline_max_ms`` on average) is run right there, saving the hand-off to another
+thread; otherwise a worker thread takes the newest pair from a one-slot mailbox, so the executor keeps
+receiving and a pair replaced before the worker took it is counted as skipped: a model slower than the
+cameras never builds a queue. Either way pairs are fused one at a time and never out of order. No work is
+done for an output without subscribers; the segmentation head runs only when ``~/fused/segmentation`` or
+``~/fused/overlay`` has one.
 
 Robustness: malformed messages are dropped with a throttled warning naming the topic and field and are
 counted; a silent thermal stream switches to visible passthrough (``passthrough_on_thermal_loss``) until
@@ -47,13 +49,14 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 
 from .diagnostics import INPUTS, FusionDiagnostics, to_diagnostic_array
+from .dispatch import NewestDispatcher
 from .io.image_msg import MalformedImage, fill_image, to_rgb8, to_thermal
 from .pipeline import PairProcessor, aspect_mismatch
 from .registration import Registration
 from .sync import POLICIES, create_sync, header_stamp_ns, make_message_filters_sync, message_filters_available
 from .thermal import ThermalToU8
 
-__all__ = ["PARAMETERS", "ConfigError", "FuseConfig", "FuseNode", "LatestMailbox", "main", "parse_config"]
+__all__ = ["PARAMETERS", "ConfigError", "FuseConfig", "FuseNode", "main", "parse_config"]
 
 NODE_NAME = "fuse_node"
 VISIBLE_TOPIC = "visible/image_raw"
@@ -102,6 +105,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "auto", "inference device", "auto | cpu | cuda | cuda:N"),
     ParamSpec("precision", "fp32", "inference precision", "fp32 | fp16 (CUDA only)"),
     ParamSpec("torch_threads", 0, "torch intra-op threads (0: torch's default)", ">= 0"),
+    ParamSpec(
+        "inline_max_ms",
+        15.0,
+        "pairs are fused in the subscription callback (no hand-off to the worker thread) while the "
+        "recent pairs took less than this on average; slower models always use the worker; 0: always "
+        "the worker",
+        ">= 0; keep it well below the camera frame period",
+    ),
     ParamSpec(
         "warmup.visible_size",
         [480, 640],
@@ -222,6 +233,7 @@ class FuseConfig:
     device: str
     precision: str
     torch_threads: int
+    inline_max_ms: float
     warmup_visible_size: tuple[int, int]
     warmup_thermal_size: tuple[int, int]
     sync_policy: str
@@ -343,6 +355,7 @@ def parse_config(values: dict[str, Any]) -> FuseConfig:
         device=values["device"],
         precision=_choice(values, "precision", ("fp32", "fp16")),
         torch_threads=_integer(values, "torch_threads", 0),
+        inline_max_ms=_number(values, "inline_max_ms", low=0.0),
         warmup_visible_size=_size(values, "warmup.visible_size"),
         warmup_thermal_size=_size(values, "warmup.thermal_size"),
         sync_policy=_choice(values, "sync.policy", POLICIES),
@@ -414,29 +427,6 @@ class Job:
 
     visible: Frame
     thermal: Frame | None
-
-
-class LatestMailbox:
-    """Single-slot hand-over between callbacks and the worker: :meth:`put` replaces an untaken item
-    (returns True then, so the caller counts a skip), :meth:`take` waits for one."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: Any = None
-
-    def put(self, item: Any) -> bool:
-        with self._cond:
-            replaced = self._item is not None
-            self._item = item
-            self._cond.notify()
-            return replaced
-
-    def take(self, timeout: float) -> Any:
-        with self._cond:
-            if self._item is None:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
@@ -605,11 +595,10 @@ class FuseNode(Node):
         watch_period = min(0.25, max(0.02, min(cfg.visible_timeout_s, cfg.thermal_timeout_s) / 4))
         self._watch_timer = self.create_timer(watch_period, self._watch_inputs)
 
-        # The worker.
-        self._mailbox = LatestMailbox()
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="fuse_node.worker", daemon=True)
-        self._worker.start()
+        # Fusing: inline in the callback for fast models, else on the worker thread (newest pair first).
+        self._dispatch = NewestDispatcher(
+            self._process, cfg.inline_max_ms / 1000.0, self._on_process_error, name="fuse_node.worker"
+        )
 
         outputs = [
             pub.topic_name for pub in (self._pub_image, self._pub_seg, self._pub_overlay) if pub is not None
@@ -734,7 +723,7 @@ class FuseNode(Node):
             self._submit(Job(*pair.items))
 
     def _submit(self, job: Job) -> None:
-        if self._mailbox.put(job):
+        if self._dispatch.submit(job):
             self.diagnostics.add_skipped()
 
     def _passthrough_active(self) -> bool:
@@ -794,16 +783,10 @@ class FuseNode(Node):
 
     # --- the worker ------------------------------------------------------------------------------------
 
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            job = self._mailbox.take(timeout=0.1)
-            if job is None:
-                continue
-            try:
-                self._process(job)
-            except Exception as err:  # keep running: one bad frame must not stop the robot's pipeline
-                self.diagnostics.error(f"{type(err).__name__}: {err}")
-                self._warn_throttled(("worker", type(err).__name__), f"processing a frame failed: {err!r}")
+    def _on_process_error(self, err: BaseException) -> None:
+        """A pair failed in :meth:`_process`: counted and logged; the node keeps running."""
+        self.diagnostics.error(f"{type(err).__name__}: {err}")
+        self._warn_throttled(("worker", type(err).__name__), f"processing a frame failed: {err!r}")
 
     def _registration_for(self, size: tuple[int, int]) -> Registration:
         return self._pairs.registration_for(size)
@@ -869,10 +852,9 @@ class FuseNode(Node):
         return (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
 
     def destroy_node(self) -> None:
-        stop = getattr(self, "_stop", None)
-        if stop is not None:
-            stop.set()
-            self._worker.join(timeout=5.0)
+        dispatch = getattr(self, "_dispatch", None)
+        if dispatch is not None:
+            dispatch.close()
         super().destroy_node()
 
 

@@ -28,10 +28,29 @@ def percentile_window(
     frame: np.ndarray, low_percentile: float = 1.0, high_percentile: float = 99.0, subsample: int = 1
 ) -> tuple[float, float]:
     """``(low, high)`` counts at the two percentiles of ``frame`` ``(H, W)``, computed on every
-    ``subsample``-th row and column (``subsample=1``: all pixels, as the dataset rule does)."""
+    ``subsample``-th row and column (``subsample=1``: all pixels, as the dataset rule does).
+
+    Equal to ``np.percentile(sample.astype(np.float32), (low, high))`` (numpy's default linear method),
+    bit for bit, but for unsigned-integer frames the order statistics come from a cumulative histogram
+    (one ``bincount`` pass instead of a partition): 0.05 vs 0.23 ms on a 128×160 sample here.
+    """
     sample = frame[::subsample, ::subsample] if subsample > 1 else frame
-    low, high = np.percentile(sample.astype(np.float32), (low_percentile, high_percentile))
-    return float(low), float(high)
+    if sample.dtype not in (np.uint8, np.uint16) or sample.size == 0:
+        low, high = np.percentile(sample.astype(np.float32), (low_percentile, high_percentile))
+        return float(low), float(high)
+    cumulative = np.cumsum(np.bincount(sample.reshape(-1)))  # cumulative[v]: pixels <= v
+    last = sample.size - 1
+    window = []
+    for percentile in (low_percentile, high_percentile):
+        # numpy's linear method: the value at virtual index (n - 1) q between order statistics k and k + 1
+        virtual = last * (np.float64(percentile) / 100.0)
+        k = int(np.floor(virtual))
+        below, above = np.searchsorted(cumulative, (k + 1, min(k + 1, last) + 1)).astype(np.float32)
+        weight = np.float64(virtual - k)
+        step = above - below
+        value = above - step * (1.0 - weight) if weight >= 0.5 else below + step * weight
+        window.append(float(value))
+    return window[0], window[1]
 
 
 def window_lut(low: float, high: float) -> np.ndarray:
@@ -40,8 +59,18 @@ def window_lut(low: float, high: float) -> np.ndarray:
     Same float32 arithmetic as :func:`ssvif_ros.data.image_files.thermal16_to_uint8`, so
     ``window_lut(low, high)[raw]`` equals that function's output for the same window, pixel for pixel.
     """
-    scale = 255.0 / (high - low) if high > low else 0.0
-    return np.clip((_COUNTS - low) * scale + 0.5, 0, 255).astype(np.uint8)
+    if not high > low:
+        return np.zeros(_COUNTS.size, dtype=np.uint8)  # a flat window maps everything to 0
+    scale = 255.0 / (high - low)
+    # Counts below ``low`` map below 0.5 (→ 0) and counts above ``high`` above 255.5 (→ 255), so only the
+    # counts inside the window need the arithmetic (a few thousand of 65536 for a typical scene).
+    start = min(max(0, int(np.floor(low))), _COUNTS.size)
+    stop = min(max(start, int(np.ceil(high)) + 1), _COUNTS.size)
+    lut = np.empty(_COUNTS.size, dtype=np.uint8)
+    lut[:start] = 0
+    lut[stop:] = 255
+    lut[start:stop] = np.clip((_COUNTS[start:stop] - low) * scale + 0.5, 0, 255).astype(np.uint8)
+    return lut
 
 
 def apply_window(frame: np.ndarray, low: float, high: float) -> np.ndarray:

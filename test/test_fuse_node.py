@@ -32,7 +32,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from ssvif_ros.checkpoint import save_checkpoint  # noqa: E402
 from ssvif_ros.diagnostics import values_from_status  # noqa: E402
 from ssvif_ros.engine import FusionEngine, default_weights  # noqa: E402
-from ssvif_ros.fuse_node import PARAMETERS, ConfigError, FuseNode, LatestMailbox, parse_config  # noqa: E402
+from ssvif_ros.fuse_node import PARAMETERS, ConfigError, FuseNode, parse_config  # noqa: E402
 from ssvif_ros.io.image_msg import image_to_numpy  # noqa: E402
 from ssvif_ros.models import SegHead, create_model  # noqa: E402
 from ssvif_ros.overlay import MaskOverlay, class_palette  # noqa: E402
@@ -571,14 +571,6 @@ def test_every_parameter_is_documented_in_config_fuse_yaml_with_its_default():
         at = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{spec.name}:"))
         assert lines[at - 1].strip().startswith("#") or lines[at - 2].strip().startswith("#"), spec.name
     parse_config(dict(params, weights=""))  # the file itself validates
-
-
-def test_latest_mailbox_keeps_only_the_newest_item():
-    box = LatestMailbox()
-    assert box.put(1) is False
-    assert box.put(2) is True  # 1 was skipped
-    assert box.take(0.0) == 2
-    assert box.take(0.01) is None
 
 
 # --- as a separate process, started like the product ---------------------------------------------------

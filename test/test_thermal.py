@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ssvif_ros.data.image_files import thermal16_to_uint8
-from ssvif_ros.thermal import ThermalToU8, apply_window, percentile_window
+from ssvif_ros.thermal import ThermalToU8, apply_window, percentile_window, window_lut
 
 RNG = np.random.default_rng(3)
 
@@ -126,3 +126,34 @@ def test_full_size_frame_sanity() -> None:
     out = ThermalToU8()(frame)
     assert out.shape == (480, 640) and out.dtype == np.uint8
     assert out.min() == 0 and out.max() == 255 and 100 < out.mean() < 155
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint8])
+def test_percentile_window_equals_numpy_percentile_bit_for_bit(dtype) -> None:
+    """The histogram shortcut must give exactly numpy's linear-method percentiles (the dataset rule)."""
+    rng = np.random.default_rng(7)
+    top = np.iinfo(dtype).max
+    cases = [np.full((3, 4), 17, dtype), np.array([[top]], dtype), np.array([[0, top]], dtype)]
+    for _ in range(300):
+        shape = tuple(int(v) for v in rng.integers(1, 90, size=2))
+        base, spread = int(rng.integers(0, top)), int(rng.integers(1, 5000))
+        cases.append(np.clip(base + rng.integers(0, spread, shape), 0, top).astype(dtype))
+    for frame in cases:
+        for low, high in ((1.0, 99.0), (0.0, 100.0), (2.5, 97.3), (0.5, 99.5)):
+            expected = np.percentile(frame.astype(np.float32), (low, high))
+            assert percentile_window(frame, low, high) == (float(expected[0]), float(expected[1]))
+
+
+def test_window_lut_equals_the_formula_on_every_count() -> None:
+    """The table computes only the counts inside the window; outside it must still equal the formula."""
+    counts = np.arange(65536, dtype=np.float32)
+    rng = np.random.default_rng(3)
+    windows = [(0.0, 65535.0), (0.0, 1.0), (65534.0, 65535.0), (1000.0, 1000.5), (5.25, 7.75)]
+    windows += [tuple(sorted(rng.uniform(0, 65535, size=2))) for _ in range(50)]
+    lows, widths = rng.uniform(0, 60000, 50), rng.uniform(0.1, 900, 50)
+    windows += [(low, low + width) for low, width in zip(lows, widths, strict=True)]
+    for low, high in windows:
+        scale = 255.0 / (high - low)
+        expected = np.clip((counts - low) * scale + 0.5, 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(window_lut(low, high), expected, err_msg=f"window {low}, {high}")
+    assert not window_lut(42.0, 42.0).any()
