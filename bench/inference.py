@@ -53,7 +53,7 @@ from ssvif_ros.backends.torch_backend import TorchBackend
 from ssvif_ros.checkpoint import load_checkpoint
 from ssvif_ros.cli import comma_list as parse_list
 from ssvif_ros.cli import size_pair as parse_size
-from ssvif_ros.engine import default_weights
+from ssvif_ros.engine import default_weights, empty_inputs
 from ssvif_ros.models import create_model
 
 DEFAULT_MODELS = ("lightunet", "seafusion")
@@ -105,7 +105,7 @@ def build_runners(
                 runners[name] = lambda vis, ir, m=model: m(vis, ir)[0]
             elif name in ("torch", "torch_nchw"):
                 backend = TorchBackend(model, None, CPU, channels_last=name == "torch")
-                runners[name] = lambda vis, ir, b=backend: b.run(vis, ir)[0]
+                runners[name] = _in_engine_layout(backend)
             elif name == "onnxruntime":
                 from ssvif_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -116,6 +116,23 @@ def build_runners(
         except BackendUnavailable as exc:
             missing[name] = str(exc)
     return runners, missing
+
+
+def _in_engine_layout(backend) -> Runner:
+    """``backend.run`` on inputs in the memory layout the engine gives this backend (NHWC buffers for the
+    channels-last torch backend, see :func:`ssvif_ros.engine.empty_inputs`); the layout copy is made once
+    per input and not timed, as the engine fills its buffers in that layout directly from the uint8 image."""
+    cached: list[torch.Tensor] = []  # [vis given, vis in layout, ir in layout]
+
+    def run(vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        if not cached or cached[0] is not vis:
+            height, width = vis.shape[-2:]
+            channels_last = getattr(backend, "channels_last_inputs", False)
+            vis_b, ir_b = empty_inputs(height, width, vis.device, vis.dtype, channels_last)
+            cached[:] = [vis, vis_b.copy_(vis), ir_b.copy_(ir)]
+        return backend.run(cached[1], cached[2])[0]
+
+    return run
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

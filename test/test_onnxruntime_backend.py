@@ -64,16 +64,27 @@ def test_shipped_model_fuses_like_the_torch_backend():
     _assert_same_fusion(FusionEngine(weights=weights), engine, 96, 128, seed=0)
 
 
-def test_random_model_matches_torch_at_two_sizes_from_one_dynamic_export(checkpoint, cache_dir):
+def test_random_model_matches_torch_at_two_sizes_one_static_export_each(checkpoint, cache_dir):
     reference = FusionEngine(weights=checkpoint)
     engine = FusionEngine(weights=checkpoint, backend="onnxruntime")
     vis, ir = _pair(30, 44, seed=1)
     fused_only = engine.fuse(vis, ir)  # no labels wanted: only the fused graph is built
     assert fused_only.labels is None
-    assert [p.name.endswith("_dynamic_op18_fused.onnx") for p in cache_dir.glob("*.onnx")] == [True]
+    assert [p.name.endswith("_30x44_op18_fused.onnx") for p in cache_dir.glob("*.onnx")] == [True]
     for h, w, seed in ((30, 44, 1), (61, 83, 2)):
         _assert_same_fusion(reference, engine, h, w, seed)
-    assert sorted(p.name.rsplit("_", 1)[1] for p in cache_dir.glob("*.onnx")) == ["fused.onnx", "labels.onnx"]
+    names = sorted(p.name.split("_", 2)[2] for p in cache_dir.glob("*.onnx"))
+    assert names == ["30x44_op18_fused.onnx", "30x44_op18_labels.onnx", "61x83_op18_labels.onnx"]
+
+
+def test_dynamic_shapes_use_one_export_for_every_size(checkpoint, cache_dir):
+    reference = FusionEngine(weights=checkpoint)
+    engine = FusionEngine(weights=checkpoint, backend="onnxruntime")
+    ckpt = engine.checkpoint
+    engine.backend = ortb.OnnxRuntimeBackend(ckpt.model, ckpt.seg_head, CPU, static_shapes=False)
+    for h, w, seed in ((30, 44, 1), (61, 83, 2)):
+        _assert_same_fusion(reference, engine, h, w, seed)
+    assert [p.name.split("_", 2)[2] for p in cache_dir.glob("*.onnx")] == ["dynamic_op18_labels.onnx"]
 
 
 def test_the_export_cache_is_reused_and_keyed_on_the_weights(checkpoint, cache_dir, monkeypatch):

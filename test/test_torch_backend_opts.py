@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from ssvif_ros.backends.torch_backend import TorchBackend, fold_conv_batchnorm
+from ssvif_ros.engine import FusionEngine, empty_inputs
 from ssvif_ros.models import SegHead, create_model
 
 CPU = torch.device("cpu")
@@ -109,3 +111,30 @@ def test_only_adjacent_conv_batchnorm_pairs_in_a_sequential_are_folded():
     ]
     with pytest.raises(ValueError, match="eval mode"):
         fold_conv_batchnorm(nn.Sequential(nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)).train())
+
+
+def test_empty_inputs_layouts():
+    vis, ir = empty_inputs(5, 7, CPU, torch.float32, channels_last=True)
+    assert vis.shape == (1, 3, 5, 7) and ir.shape == (1, 1, 5, 7)
+    assert vis.stride() == (105, 1, 21, 3) and ir.stride() == (35, 1, 7, 1)  # NHWC, spelt out for C = 1
+    vis, ir = empty_inputs(5, 7, CPU, torch.float32)
+    assert vis.is_contiguous() and ir.is_contiguous() and vis.stride() == (105, 35, 7, 1)
+
+
+def test_engine_feeds_the_channels_last_backend_nhwc_inputs_with_the_same_result():
+    torch.manual_seed(0)
+    engine = FusionEngine(model_name="lightunet")  # torch backend, channels_last by default
+    assert engine.backend.channels_last_inputs
+    rng = np.random.default_rng(0)
+    vis = rng.integers(0, 256, (37, 50, 3), dtype=np.uint8)
+    ir = rng.integers(0, 256, (37, 50), dtype=np.uint8)
+    nhwc = engine.fuse(vis, ir).image
+    buffers = engine._buffers_for(37, 50)
+    assert buffers.vis.is_contiguous(memory_format=torch.channels_last) and buffers.ir.stride()[1] == 1
+    ckpt = engine.checkpoint
+    engine.backend = TorchBackend(ckpt.model, None, CPU, channels_last=False)
+    engine._buffers.clear()
+    assert not engine.backend.channels_last_inputs
+    nchw = engine.fuse(vis, ir).image
+    assert engine._buffers_for(37, 50).vis.is_contiguous()
+    assert np.abs(nhwc.astype(int) - nchw).max() <= 1

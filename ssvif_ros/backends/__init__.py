@@ -6,7 +6,9 @@ backend) and hands float tensors to a :class:`Backend`:
 ``backend.run(vis_t, ir_t, want_labels) -> (fused_t, labels_t | None)`` with ``vis_t`` (1,3,H,W) and
 ``ir_t`` (1,1,H,W) on ``backend.device`` in ``backend.input_dtype``, values in [0, 1]; ``fused_t``
 (1,3,H,W) float in [0, 1] (clamped by the engine) and ``labels_t`` (1,H,W) uint8 class ids (only when
-``want_labels`` and ``backend.has_segmentation``).
+``want_labels`` and ``backend.has_segmentation``). A backend may set ``channels_last_inputs = True`` to get
+``vis_t``/``ir_t`` in channels-last memory (:func:`ssvif_ros.engine.empty_inputs`); by default they are
+contiguous NCHW.
 
 Backends, by name (:func:`create_backend`):
 

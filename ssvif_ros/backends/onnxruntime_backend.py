@@ -212,9 +212,11 @@ class OnnxRuntimeBackend:
     Runtime, fp32 only.
 
     Two graphs are kept: fused only (no head work when labels are not wanted) and fused + labels (built on
-    the first call that wants labels). Each is exported once with dynamic H, W (fixed-size models: once
-    per size seen) into ``cache_dir`` and reused across runs. Intra-op threads follow
-    ``torch.get_num_threads()`` so both backends use the same CPU budget.
+    the first call that wants labels). Each is exported into ``cache_dir`` and reused across runs: by
+    default once per input size seen (``static_shapes``; a camera's size does not change, and ONNX
+    Runtime plans a static graph better: lightunet 256×256 on one thread 4.95 vs 5.69 ms with a dynamic
+    export, same process), or once with dynamic H, W (``static_shapes=False``; fixed-size models are always
+    static). Intra-op threads follow ``torch.get_num_threads()`` so both backends use the same CPU budget.
     """
 
     name = "onnxruntime"
@@ -227,6 +229,7 @@ class OnnxRuntimeBackend:
         precision: str = "fp32",
         cache_dir: str | os.PathLike | None = None,
         opset: int = DEFAULT_OPSET,
+        static_shapes: bool = True,
     ) -> None:
         self._ort = _import_onnxruntime()
         if precision != "fp32":
@@ -238,6 +241,7 @@ class OnnxRuntimeBackend:
         self.seg_head = seg_head.eval() if seg_head is not None else None
         self.model_name = str(getattr(model, "model_name", type(model).__name__))
         self.opset = opset
+        self.static_shapes = bool(static_shapes) or self.model_name in FIXED_SIZE_MODELS
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.params_digest = params_sha256(model, seg_head)
         self.providers = providers_for(device, self._ort.get_available_providers())
@@ -257,7 +261,7 @@ class OnnxRuntimeBackend:
         )
 
     def _session(self, with_labels: bool, height: int, width: int):
-        size = (height, width) if self.model_name in FIXED_SIZE_MODELS else None
+        size = (height, width) if self.static_shapes else None
         key = (with_labels, size)
         session = self._sessions.get(key)
         if session is not None:

@@ -80,6 +80,7 @@ class TorchBackend:
         self.precision = precision
         self.input_dtype = torch.float16 if precision == "fp16" else torch.float32
         self.channels_last = channels_last
+        self.channels_last_inputs = channels_last  # the engine then allocates NHWC inputs (engine.py)
         self.folded_batchnorms = 0
         self.model = self._prepare(model, fold_batchnorm)
         self.seg_head = self._prepare(seg_head, fold_batchnorm) if seg_head is not None else None
