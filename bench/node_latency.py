@@ -293,6 +293,8 @@ def run_config(config: str, args: argparse.Namespace, weights: str | None) -> di
     else:
         node_args += ["-p", "allow_untrained:=true", "-p", f"model:={args.model}"]
         model_note = f"random-init {args.model} via allow_untrained (no trained model ships yet; same cost)"
+    for assignment in args.node_param:
+        node_args += ["-p", assignment]
     relay = config == "relay"
     if relay:
         model_note = "minimal rclpy relay (pairs by stamp, republishes the visible message; no node)"
@@ -382,7 +384,15 @@ def run_config(config: str, args: argparse.Namespace, weights: str | None) -> di
     e2e = [(a - s) / 1e6 for s, a in arrivals]
     start_values = diag_start[1] if diag_start else {}
     window_s = end_mono - start_mono
-    counted = ("pairs", "published", "skipped (model busy)", "unmatched visible", "unmatched thermal")
+    counted = (
+        "pairs",
+        "published",
+        "skipped (model busy)",
+        "unmatched visible",
+        "unmatched thermal",
+        "fused inline",
+        "fused on worker",
+    )
     delta = {k: counter(diag_end, k) - counter(start_values, k) for k in (*counted, "visible received")}
     overhead = ms_triplet(diag_end, "overhead")
     result = {
@@ -397,6 +407,8 @@ def run_config(config: str, args: argparse.Namespace, weights: str | None) -> di
         "delivered_in_window": len(arrivals),
         "delivered_rate_hz": round(len(arrivals) / window_s, 2),
         "skipped_model_busy_in_window": delta["skipped (model busy)"],
+        "fused_inline_in_window": delta["fused inline"],
+        "fused_on_worker_in_window": delta["fused on worker"],
         "unmatched_in_window": {"visible": delta["unmatched visible"], "thermal": delta["unmatched thermal"]},
         "node_overhead_ms": overhead,
         "in_node_overhead_ms": ms_triplet(diag_end, "in-node overhead"),
@@ -438,6 +450,13 @@ def main(argv: list[str] | None = None) -> int:
         help="shm: a Fast DDS profile with a shared-memory transport sized for images (written to the log "
         "folder, passed via FASTDDS_DEFAULT_PROFILES_FILE); default: the middleware's defaults",
     )
+    parser.add_argument(
+        "--node-param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="extra node parameter, repeatable (e.g. inline_max_ms:=0 to force the worker thread)",
+    )
     parser.add_argument("--log-dir", default=None, help="folder for the node logs (default: a temp folder)")
     parser.add_argument(
         "--role", default="bench", choices=("bench", "publisher", "relay"), help=argparse.SUPPRESS
@@ -478,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         "visible": f"{args.size} rgb8",
         "thermal": f"{args.thermal_size} mono16",
         "node_torch_threads": args.threads,
+        "extra_node_params": args.node_param,
         "ros_domain_id": os.environ["ROS_DOMAIN_ID"],
         "cpu_count": os.cpu_count(),
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],

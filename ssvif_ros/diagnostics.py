@@ -108,6 +108,8 @@ class FusionDiagnostics:
         self.pairs = 0
         self.unmatched = [0, 0]  # set from the synchroniser's own statistics
         self.skipped = 0
+        self.fused_inline = 0  # set from the dispatcher's counts (ssvif_ros/dispatch.py)
+        self.fused_on_worker = 0
         self.no_subscribers = 0
         self.published = 0
         self.passthrough = 0
@@ -148,6 +150,11 @@ class FusionDiagnostics:
         """Frames the synchroniser dropped without pairing (its cumulative counts)."""
         with self._lock:
             self.unmatched = [int(visible), int(thermal)]
+
+    def set_dispatch(self, inline: int, on_worker: int) -> None:
+        """Pairs run in the subscription callback vs on the worker thread (the dispatcher's counts)."""
+        with self._lock:
+            self.fused_inline, self.fused_on_worker = int(inline), int(on_worker)
 
     def add_skipped(self, count: int = 1) -> None:
         """Pairs replaced by a newer one before the worker got to them (the model is slower than input)."""
@@ -261,6 +268,8 @@ class FusionDiagnostics:
             values["unmatched thermal"] = str(self.unmatched[1])
             values["skipped (model busy)"] = str(self.skipped)
             values["skipped (no subscribers)"] = str(self.no_subscribers)
+            values["fused inline"] = str(self.fused_inline)
+            values["fused on worker"] = str(self.fused_on_worker)
             values["passthrough frames"] = str(self.passthrough)
             values["errors"] = str(self.errors)
             values["sync resets"] = str(self.sync_resets)

@@ -775,6 +775,7 @@ class FuseNode(Node):
         if self._sync is not None:
             unmatched = self._sync.stats.unmatched
             self.diagnostics.set_unmatched(unmatched[VISIBLE], unmatched[THERMAL])
+        self.diagnostics.set_dispatch(self._dispatch.inline_jobs, self._dispatch.worker_jobs)
         snapshot = self.diagnostics.snapshot(time.monotonic())
         array = to_diagnostic_array(
             snapshot, self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", str(self.engine.device)

@@ -44,6 +44,7 @@ def test_rates_counts_and_latency_percentiles():
     diag.paired(3)
     diag.add_skipped(2)
     diag.set_unmatched(1, 4)
+    diag.set_dispatch(5, 7)
     snap = diag.snapshot(101.0)
     v = snap.values
     assert snap.level == OK, snap.message
@@ -52,6 +53,7 @@ def test_rates_counts_and_latency_percentiles():
     assert float(v["thermal rate (Hz)"]) == pytest.approx(10.0)
     assert float(v["paired rate (Hz)"]) == pytest.approx(3.0)
     assert v["skipped (model busy)"] == "2" and v["unmatched thermal"] == "4"
+    assert v["fused inline"] == "5" and v["fused on worker"] == "7"
     assert float(v["latency p50 (ms)"]) == pytest.approx(40.0)
     assert float(v["inference p50 (ms)"]) == pytest.approx(25.0)
     assert float(v["overhead p50 (ms)"]) == pytest.approx(10.0)  # per frame: 10, 15, 5 ms

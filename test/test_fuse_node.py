@@ -232,8 +232,11 @@ def record_fuse_calls(node: FuseNode) -> list[bool]:
 
 
 @pytest.mark.ros
-def test_fused_outputs_match_the_engine_and_only_requested_work_is_done(graph, checkpoint, reference):
-    node = graph.fuse_node(node_params(checkpoint))
+@pytest.mark.parametrize("inline_max_ms", [1000.0, 0.0], ids=["inline", "worker"])
+def test_fused_outputs_match_the_engine_and_only_requested_work_is_done(
+    graph, checkpoint, reference, inline_max_ms
+):
+    node = graph.fuse_node(node_params(checkpoint, inline_max_ms=inline_max_ms))
     calls = record_fuse_calls(node)
     scene = Scene(reference)
     graph.wait_matched()
@@ -300,6 +303,11 @@ def test_fused_outputs_match_the_engine_and_only_requested_work_is_done(graph, c
         and totals["errors"] == 0
         and totals["malformed"]["visible"] == 0
     )
+    # Pairs handed over: the one without subscribers + the fused ones. The first goes to the worker (no
+    # duration known yet), the rest run inline unless inline_max_ms is 0.
+    dispatch = node._dispatch
+    assert dispatch.inline_jobs + dispatch.worker_jobs == len(cases) + 2
+    assert dispatch.inline_jobs == (len(cases) + 1 if inline_max_ms > 0 else 0)
 
 
 @pytest.mark.ros
