@@ -68,9 +68,11 @@ class LatestMailbox:
 class NewestDispatcher:
     """``submit(job) -> skipped`` runs ``process(job)`` inline or on a worker thread, newest job first.
 
-    ``inline_max_s``: a job runs inline when no job is running or waiting and the moving average of the
-    recent jobs' durations (EMA, weight ``1/8`` per job) is below it; ``0`` disables inline runs (every job
-    goes to the worker). The first job always goes to the worker (no duration known yet).
+    ``inline_max_s``: a job runs inline when no job is running or waiting and both the last job's duration
+    and the moving average of the recent ones (EMA, weight ``1/8`` per job) are below it, so one slow job
+    (a model that just started having subscribers) sends the next to the worker at once; ``0`` disables
+    inline runs (every job goes to the worker). The first job always goes to the worker (no duration known
+    yet).
     ``on_error(exc)`` receives what ``process`` raised. Call :meth:`close` to stop the worker.
     """
 
@@ -89,6 +91,7 @@ class NewestDispatcher:
         self._mailbox = LatestMailbox()
         self._busy = threading.Lock()  # held while a job runs, inline or on the worker
         self._mean_s: float | None = None
+        self._last_s: float | None = None
         self.inline_jobs = 0
         self.worker_jobs = 0
         self._stop = threading.Event()
@@ -102,7 +105,11 @@ class NewestDispatcher:
 
     def submit(self, job: Any) -> bool:
         """Hand ``job`` over; True when it replaced a job that had not run yet (count it as skipped)."""
-        fast = self._mean_s is not None and self._mean_s < self.inline_max_s
+        fast = (
+            self._mean_s is not None
+            and self._last_s is not None
+            and max(self._mean_s, self._last_s) < self.inline_max_s
+        )
         if fast and self._busy.acquire(blocking=False):
             try:
                 if self._mailbox.empty():  # nothing older waits: running it now keeps the order
@@ -136,4 +143,5 @@ class NewestDispatcher:
             if self._on_error is not None:
                 self._on_error(err)
         elapsed = time.perf_counter() - started
+        self._last_s = elapsed
         self._mean_s = elapsed if self._mean_s is None else self._mean_s + (elapsed - self._mean_s) / 8.0

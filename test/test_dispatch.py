@@ -135,3 +135,24 @@ def test_errors_go_to_the_handler_and_the_dispatcher_keeps_working():
 def test_negative_threshold_is_refused():
     with pytest.raises(ValueError, match="inline_max_s"):
         NewestDispatcher(lambda job: None, inline_max_s=-1.0)
+
+
+def test_one_slow_job_sends_the_next_to_the_worker():
+    """Cheap jobs (e.g. no subscribers) keep the average low; a slow one must not keep running inline."""
+    durations = iter([0.0, 0.0, 0.0, 0.06, 0.0])
+    done: list[tuple[int, str]] = []
+
+    def process(job: int) -> None:
+        time.sleep(next(durations))
+        done.append((job, threading.current_thread().name))
+
+    dispatch = NewestDispatcher(process, inline_max_s=0.03, name="worker")
+    try:
+        for job in range(5):
+            dispatch.submit(job)
+            _wait_until(lambda job=job: len(done) == job + 1)
+        here = threading.current_thread().name
+        # 0: worker (first); 1, 2, 3: inline (3 is the slow one); 4: worker, because 3 was slow
+        assert [thread for _, thread in done] == ["worker", here, here, here, "worker"]
+    finally:
+        dispatch.close()
