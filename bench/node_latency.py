@@ -21,7 +21,9 @@ the node, a minimal rclpy relay (this script with ``--role relay``; same input Q
 pairs the two inputs by identical stamp and republishes the received visible message unchanged (no
 decoding, no copy), recording per pair (publish time − stamp) like the node does. Its "overhead" is what any
 Python node pays here for receiving the two images and publishing one, before doing any work; the node's
-overhead minus it is what the node itself adds.
+overhead minus it is what the node itself adds. ``relay_work`` adds to the relay the least per-pair work any
+fusion node has to do, at numpy speed: the 16 → 8-bit table look-up of the thermal frame (no window, no
+resize) and a new output message filled from the visible pixels: a lower bound for a Python node.
 
 Reported per configuration (after ``--warmup-s`` seconds, for ``--duration`` seconds):
 
@@ -65,6 +67,7 @@ import numpy as np  # noqa: E402
 GOAL_MS = {"p50": 3.0, "p99": 10.0}
 
 from ssvif_ros.cli import size_pair as parse_size  # noqa: E402
+from ssvif_ros.thermal import window_lut  # noqa: E402
 from ssvif_ros.tools.dds import use_shm_transport  # noqa: E402  (the Fast DDS shared-memory profile)
 from ssvif_ros.tools.live import stop_process  # noqa: E402
 
@@ -160,6 +163,10 @@ def run_relay(args: argparse.Namespace) -> int:
         Image, f"/{args.node_name}/fused/image", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     )
     pending: dict[str, dict[tuple[int, int], object]] = {"visible": {}, "thermal": {}}
+    from ssvif_ros.io.image_msg import fill_image
+
+    lut = window_lut(3000.0, 8000.0)
+    result = Image()
     latencies_ms: list[tuple[int, float]] = []
 
     def on_message(kind: str, other: str, msg) -> None:
@@ -171,7 +178,14 @@ def run_relay(args: argparse.Namespace) -> int:
                 pending[kind].pop(next(iter(pending[kind])))
             return
         visible = msg if kind == "visible" else match
-        out.publish(visible)
+        if args.relay_work:  # the least a fusion node must do with the pair, at numpy speed
+            thermal = msg if kind == "thermal" else match
+            counts = np.frombuffer(thermal.data, dtype=np.uint16)
+            np.take(lut, counts)  # 16 -> 8 bit (the node also computes the window and resizes)
+            pixels = np.frombuffer(visible.data, dtype=np.uint8).reshape(visible.height, visible.width, 3)
+            out.publish(fill_image(result, pixels, "rgb8", visible.header))  # a new message, as the node
+        else:
+            out.publish(visible)
         stamp_ns = key[0] * 1_000_000_000 + key[1]
         latencies_ms.append((stamp_ns, (time.time_ns() - stamp_ns) / 1e6))
 
@@ -295,11 +309,17 @@ def run_config(config: str, args: argparse.Namespace, weights: str | None) -> di
         model_note = f"random-init {args.model} via allow_untrained (no trained model ships yet; same cost)"
     for assignment in args.node_param:
         node_args += ["-p", assignment]
-    relay = config == "relay"
+    relay = config in ("relay", "relay_work")
     if relay:
         model_note = "minimal rclpy relay (pairs by stamp, republishes the visible message; no node)"
         command = [str(Path(__file__).resolve()), "--role", "relay", "--namespace", namespace]
         command += ["--node-name", node_name]
+        if config == "relay_work":
+            model_note = (
+                "minimal rclpy relay + the least per-frame work of a fusion node (thermal 16 -> 8 bit "
+                "through a fixed table, a new output message from the visible pixels; no resize, no model)"
+            )
+            command += ["--relay-work"]
     else:
         command = ["-m", "ssvif_ros.fuse_node", "--ros-args", *node_args]
     log(f"{config}: starting the node ({model_note})")
@@ -462,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         "--role", default="bench", choices=("bench", "publisher", "relay"), help=argparse.SUPPRESS
     )
     parser.add_argument("--node-name", default="relay", help=argparse.SUPPRESS)
+    parser.add_argument("--relay-work", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--namespace", default="/ssvif_bench", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "publisher":
@@ -485,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     try:
         for config in [c.strip() for c in args.configs.split(",") if c.strip()]:
-            if config not in ("model", "passthrough", "relay"):
+            if config not in ("model", "passthrough", "relay", "relay_work"):
                 parser.error(f"unknown config {config!r}: use model, passthrough and/or relay")
             runs.append(run_config(config, args, weights))
     finally:
