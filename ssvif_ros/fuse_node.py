@@ -12,12 +12,12 @@ Data flow, per frame::
 
 Threads: subscription callbacks (the executor) decode (a view of the message for rgb8/mono*; a reorder
 for bgr/rgba), pair, and hand the pair to :class:`~ssvif_ros.dispatch.NewestDispatcher`. A fast model
-(recent pairs under ``inline_max_ms`` on average) is run right there, saving the hand-off to another
-thread; otherwise a worker thread takes the newest pair from a one-slot mailbox, so the executor keeps
-receiving and a pair replaced before the worker took it is counted as skipped: a model slower than the
-cameras never builds a queue. Either way pairs are fused one at a time and never out of order. No work is
-done for an output without subscribers; the segmentation head runs only when ``~/fused/segmentation`` or
-``~/fused/overlay`` has one.
+(the last pair and the recent ones on average under ``inline_max_ms``) is run right there, saving the
+hand-off to another thread; otherwise a worker thread takes the newest pair from a one-slot mailbox, so
+the executor keeps receiving and a pair replaced before the worker took it is counted as skipped: a model
+slower than the cameras never builds a queue. Either way pairs are fused one at a time and never out of
+order. No work is done for an output without subscribers; the segmentation head runs only when
+``~/fused/segmentation`` or ``~/fused/overlay`` has one.
 
 Robustness: malformed messages are dropped with a throttled warning naming the topic and field and are
 counted; a silent thermal stream switches to visible passthrough (``passthrough_on_thermal_loss``) until
@@ -109,8 +109,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "inline_max_ms",
         15.0,
         "pairs are fused in the subscription callback (no hand-off to the worker thread) while the "
-        "recent pairs took less than this on average; slower models always use the worker; 0: always "
-        "the worker",
+        "last pair and the recent ones on average took less than this; slower models use the worker; "
+        "0: always the worker",
         ">= 0; keep it well below the camera frame period",
     ),
     ParamSpec(
@@ -782,7 +782,7 @@ class FuseNode(Node):
         )
         self._pub_diag.publish(array)
 
-    # --- the worker ------------------------------------------------------------------------------------
+    # --- fusing a pair (inline or on the worker thread, see ssvif_ros/dispatch.py) -------------------
 
     def _on_process_error(self, err: BaseException) -> None:
         """A pair failed in :meth:`_process`: counted and logged; the node keeps running."""
