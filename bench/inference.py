@@ -127,8 +127,7 @@ def _in_engine_layout(backend) -> Runner:
     def run(vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         if not cached or cached[0] is not vis:
             height, width = vis.shape[-2:]
-            channels_last = getattr(backend, "channels_last_inputs", False)
-            vis_b, ir_b = empty_inputs(height, width, vis.device, vis.dtype, channels_last)
+            vis_b, ir_b = empty_inputs(height, width, vis.device, vis.dtype, backend.channels_last_inputs)
             cached[:] = [vis, vis_b.copy_(vis), ir_b.copy_(ir)]
         return backend.run(cached[1], cached[2])[0]
 

@@ -67,6 +67,7 @@ import numpy as np  # noqa: E402
 GOAL_MS = {"p50": 3.0, "p99": 10.0}
 
 from ssvif_ros.cli import size_pair as parse_size  # noqa: E402
+from ssvif_ros.diagnostics import PERCENTILES, percentile  # noqa: E402
 from ssvif_ros.thermal import window_lut  # noqa: E402
 from ssvif_ros.tools.dds import use_shm_transport  # noqa: E402  (the Fast DDS shared-memory profile)
 from ssvif_ros.tools.live import stop_process  # noqa: E402
@@ -77,10 +78,8 @@ def log(text: str) -> None:
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None}
-    p50, p95, p99 = np.percentile(np.asarray(values), (50, 95, 99))
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
+    """p50/p95/p99 as the node's diagnostics compute them, rounded to µs (None when empty)."""
+    return {f"p{q}": None if not values else round(percentile(values, q), 3) for q in PERCENTILES}
 
 
 def cpu_seconds(pid: int) -> float:

@@ -42,12 +42,16 @@ def comma_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-@functools.cache
 def load_script(path: str | Path) -> ModuleType:
-    """The script at ``path`` (e.g. ``training/evaluate_fusion.py``) as a module, executed once per process.
+    """The script at ``path`` (e.g. ``training/evaluate_fusion.py``) as a module, executed once per process
+    however the path is spelt.
 
     Registered in ``sys.modules`` as ``ssvif_<stem>`` so its dataclasses can find their module."""
-    path = Path(path).resolve()
+    return _load_resolved_script(Path(path).resolve())
+
+
+@functools.cache
+def _load_resolved_script(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"ssvif_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -70,14 +70,11 @@ def empty_inputs(
 
     Why channels-last: a backend whose convolutions run NHWC (the torch backend) otherwise transposes
     every NCHW tensor that meets an NHWC one (the concatenations of the sources with the features): at
-    256×256 that was 1.8 of lightunet's 6.3 ms (torch profiler). For ir the layout is spelt out in the
-    strides (a one-channel tensor is "contiguous" in both formats, and torch would treat it as NCHW).
+    256×256 that was 1.8 of lightunet's 6.3 ms (torch profiler).
     """
-    if not channels_last:
-        vis = torch.empty((1, 3, height, width), dtype=dtype, device=device)
-        return vis, torch.empty((1, 1, height, width), dtype=dtype, device=device)
-    vis = torch.empty((1, 3, height, width), dtype=dtype, device=device, memory_format=torch.channels_last)
-    ir = torch.empty_strided((1, 1, height, width), (height * width, 1, width, 1), dtype=dtype, device=device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    vis = torch.empty((1, 3, height, width), dtype=dtype, device=device, memory_format=memory_format)
+    ir = torch.empty((1, 1, height, width), dtype=dtype, device=device, memory_format=memory_format)
     return vis, ir
 
 
@@ -121,29 +118,36 @@ class FusionEngine:
     model, for tests and benchmarks of cost only) is given. ``backend`` names where the model runs (see
     :mod:`ssvif_ros.backends`; an unknown or unavailable one raises
     :class:`~ssvif_ros.backends.BackendUnavailable` saying what to install); ``precision`` is ``fp32`` or
-    ``fp16`` (CUDA only).
+    ``fp16`` (CUDA only). ``weights`` may also be an already loaded
+    :class:`~ssvif_ros.checkpoint.Checkpoint`, and ``backend`` an already built backend (used as given, with
+    its own device and precision): tools that compare backends of one model build it once.
     """
 
     def __init__(
         self,
-        weights: str | Path | None = None,
+        weights: str | Path | Checkpoint | None = None,
         model_name: str | None = None,
         device: str = "cpu",
         model_cfg: dict | None = None,
-        backend: str = "torch",
+        backend: str | Backend = "torch",
         precision: str = "fp32",
     ):
         if (weights is None) == (model_name is None):
             raise ValueError("give exactly one of weights (a checkpoint) or model_name (untrained)")
-        self.device = resolve_device(device)
-        if weights is not None:
+        if isinstance(weights, Checkpoint):
+            ckpt = weights
+        elif weights is not None:
             ckpt = load_checkpoint(weights)
         else:
             ckpt = Checkpoint(model=create_model(model_name, **(model_cfg or {})).eval(), seg_head=None)
         self.checkpoint = ckpt
         self.name = getattr(ckpt.model, "model_name", model_name)
-        self.backend: Backend = create_backend(backend, ckpt.model, ckpt.seg_head, self.device, precision)
-        self.precision = precision
+        if isinstance(backend, str):
+            self.device = resolve_device(device)
+            self.backend: Backend = create_backend(backend, ckpt.model, ckpt.seg_head, self.device, precision)
+        else:
+            self.device, self.backend = backend.device, backend
+        self.precision = self.backend.precision
         self._buffers: OrderedDict[tuple[int, int], _InputBuffers] = OrderedDict()
 
     @property
@@ -165,7 +169,7 @@ class FusionEngine:
                 width,
                 self.device,
                 self.backend.input_dtype,
-                channels_last=getattr(self.backend, "channels_last_inputs", False),
+                channels_last=self.backend.channels_last_inputs,
             )
             self._buffers[key] = buffers
             while len(self._buffers) > _BUFFER_CACHE_SIZE:

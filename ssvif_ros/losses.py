@@ -186,6 +186,14 @@ def csc_loss(
     return loss, info
 
 
+def labelled_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """Cross-entropy of ``logits`` (B,K,H,W) against ``labels`` (B,H,W) class ids, the mean over the labelled
+    pixels (``ignore_index`` skipped; 0 when none is labelled, where the built-in mean would give NaN)."""
+    valid = labels != ignore_index
+    loss = F.cross_entropy(logits.float(), labels.long(), ignore_index=ignore_index, reduction="sum")
+    return loss / valid.sum().clamp(min=1)
+
+
 def labelled_ce_dice(
     logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,9 +206,7 @@ def labelled_ce_dice(
     """
     logits, labels = logits.float(), labels.long()
     valid = labels != ignore_index
-    ce = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum") / valid.sum().clamp(
-        min=1
-    )
+    ce = labelled_ce(logits, labels, ignore_index)
     # soft_dice_loss sums over batch and pixels, so the labelled pixels as one (1,K,N,1) image give
     # exactly the Dice over labelled pixels
     picked = logits.permute(0, 2, 3, 1)[valid].t().reshape(1, logits.shape[1], -1, 1)
@@ -232,17 +238,14 @@ def supervised_seg_loss(
     valid = labels != ignore_index
     n_valid = valid.sum()
 
-    def branch(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ce, dice = labelled_ce_dice(logits, labels, ignore_index)
-        with torch.no_grad():
-            correct = ((logits.argmax(dim=1) == labels) & valid).sum()
-        return ce, dice, correct.float() / n_valid.clamp(min=1)
-
-    ce_a, dice_a, acc_a = branch(logits_a)
-    ce_b, dice_b, acc_b = branch(logits_b)
+    ce_a, dice_a = labelled_ce_dice(logits_a, labels, ignore_index)
+    ce_b, dice_b = labelled_ce_dice(logits_b, labels, ignore_index)
     loss = 0.5 * ((ce_a + dice_a) + (ce_b + dice_b))
-    with torch.no_grad():
-        agreement = (logits_a.argmax(dim=1) == logits_b.argmax(dim=1)).float().mean()
+    with torch.no_grad():  # one argmax per branch serves both accuracies and the agreement
+        pred_a, pred_b = logits_a.argmax(dim=1), logits_b.argmax(dim=1)
+        acc_a = ((pred_a == labels) & valid).sum().float() / n_valid.clamp(min=1)
+        acc_b = ((pred_b == labels) & valid).sum().float() / n_valid.clamp(min=1)
+        agreement = (pred_a == pred_b).float().mean()
     info = {
         "agreement": agreement,
         "accuracy_a": acc_a,

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
+
+from ssvif_ros.cli import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "train" / "tiny.yaml"
 
 
-def _load_ablate():
-    spec = importlib.util.spec_from_file_location("ssvif_ablate_script", REPO / "training" / "ablate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-ablate = _load_ablate()
+ablate = load_script(REPO / "training" / "ablate.py")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -11,20 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from ssvif_ros.cli import load_script
 from ssvif_ros.data import PairedFolderDataset
 from ssvif_ros.data.synthetic import write_dataset
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "color_weight_ablation.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("ssvif_color_weight_ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ablation = _load_script()
+ablation = load_script(SCRIPT)
 
 
 @pytest.fixture(scope="module")

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ssvif_ros.cli import load_script
 from ssvif_ros.models.registry import create_model
 
 EFFICIENCY_PY = Path(__file__).resolve().parents[1] / "training" / "efficiency.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("ssvif_efficiency_script", EFFICIENCY_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+efficiency = load_script(EFFICIENCY_PY)
 
 
 def test_params_and_flops_match_an_independent_count():
-    efficiency = _load_script()
     record = efficiency.efficiency_record("lightunet", "rgb", 64, 64, forward=False)
     model = create_model("lightunet", color="rgb").eval()
     assert record["params"] == sum(p.numel() for p in model.parameters())
@@ -33,7 +28,6 @@ def test_params_and_flops_match_an_independent_count():
 
 
 def test_cli_writes_a_row_per_model_and_a_positive_memory(tmp_path, capsys):
-    efficiency = _load_script()
     argv = ["--models", "lightunet", "--size", "64x64", "--out", str(tmp_path), "--forward-timeout-s", "120"]
     assert efficiency.main(argv) == 0
     printed = capsys.readouterr().out

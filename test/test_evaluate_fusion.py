@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -15,14 +14,13 @@ from PIL import Image
 
 from ssvif_ros.baselines import fuse_baseline
 from ssvif_ros.checkpoint import save_checkpoint
+from ssvif_ros.cli import load_script
 from ssvif_ros.data.synthetic import write_dataset
 from ssvif_ros.metrics import evaluate_fusion
 from ssvif_ros.models import create_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "evaluate_fusion.py"
-spec = importlib.util.spec_from_file_location("evaluate_fusion", SCRIPT)
-evaluate_fusion_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(evaluate_fusion_script)
+evaluate_fusion_script = load_script(SCRIPT)
 
 
 @pytest.fixture(scope="module")

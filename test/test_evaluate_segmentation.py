@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import logging
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
+from ssvif_ros.cli import load_script
 from ssvif_ros.data import synthetic
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "evaluate_segmentation.py"
-spec = importlib.util.spec_from_file_location("evaluate_segmentation", SCRIPT)
-seg = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = seg  # dataclasses look their module up there
-spec.loader.exec_module(seg)
+seg = load_script(SCRIPT)
 
 # One short epoch on 80x64 scenes: enough to exercise every step, seconds in all.
 FAST = ["training.epochs=1", "training.crop=[48,64]", "training.batch_size=4", "--threads", "1"]

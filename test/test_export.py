@@ -3,13 +3,14 @@ error gate, the sidecar and the stale-export refusal."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from ssvif_ros.cli import load_script
 
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -26,9 +27,7 @@ from ssvif_ros.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from ssvif_ros.models import SegHead, create_model  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "export.py"
-spec = importlib.util.spec_from_file_location("export_script", SCRIPT)
-export_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(export_script)
+export_script = load_script(SCRIPT)
 
 
 def _checkpoint(path: Path, seed: int, name: str = "lightunet", head: bool = True) -> Path:

@@ -79,9 +79,9 @@ def test_random_model_matches_torch_at_two_sizes_one_static_export_each(checkpoi
 
 def test_dynamic_shapes_use_one_export_for_every_size(checkpoint, cache_dir):
     reference = FusionEngine(weights=checkpoint)
-    engine = FusionEngine(weights=checkpoint, backend="onnxruntime")
-    ckpt = engine.checkpoint
-    engine.backend = ortb.OnnxRuntimeBackend(ckpt.model, ckpt.seg_head, CPU, static_shapes=False)
+    ckpt = reference.checkpoint
+    backend = ortb.OnnxRuntimeBackend(ckpt.model, ckpt.seg_head, CPU, static_shapes=False)
+    engine = FusionEngine(weights=ckpt, backend=backend)
     for h, w, seed in ((30, 44, 1), (61, 83, 2)):
         _assert_same_fusion(reference, engine, h, w, seed)
     assert [p.name.split("_", 2)[2] for p in cache_dir.glob("*.onnx")] == ["dynamic_op18_labels.onnx"]

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +13,14 @@ import torch
 from PIL import Image
 
 from ssvif_ros.checkpoint import save_checkpoint
+from ssvif_ros.cli import load_script
 from ssvif_ros.data.synthetic import write_dataset
 from ssvif_ros.engine import FusionEngine
 from ssvif_ros.metrics import evaluate_fusion
 from ssvif_ros.models import create_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "precision_quality.py"
-spec = importlib.util.spec_from_file_location("precision_quality", SCRIPT)
-precision_quality = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = precision_quality  # dataclasses look their module up there
-spec.loader.exec_module(precision_quality)
+precision_quality = load_script(SCRIPT)
 
 SPLITS = {"00000": "train", "00001": "test", "00002": "train", "00003": "test"}
 

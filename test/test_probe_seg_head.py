@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,20 +10,14 @@ import pytest
 import torch
 
 from ssvif_ros.checkpoint import save_checkpoint
+from ssvif_ros.cli import load_script
 from ssvif_ros.data.synthetic import main as synthetic_main
 from ssvif_ros.models import SegHead, create_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "probe_seg_head.py"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("probe_seg_head", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-probe = _load()
+probe = load_script(SCRIPT)
 
 
 def test_a_relabelled_ground_truth_scores_one_after_matching_but_not_before():

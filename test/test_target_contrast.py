@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ssvif_ros.cli import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "target_contrast.py"
-spec = importlib.util.spec_from_file_location("target_contrast", SCRIPT)
-tc = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tc)
+tc = load_script(SCRIPT)
 
 
 def test_scores_of_a_bright_a_hidden_and_a_dark_target():

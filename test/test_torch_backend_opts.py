@@ -131,9 +131,10 @@ def test_engine_feeds_the_channels_last_backend_nhwc_inputs_with_the_same_result
     nhwc = engine.fuse(vis, ir).image
     buffers = engine._buffers_for(37, 50)
     assert buffers.vis.is_contiguous(memory_format=torch.channels_last) and buffers.ir.stride()[1] == 1
-    ckpt = engine.checkpoint
-    engine.backend = TorchBackend(ckpt.model, None, CPU, channels_last=False)
-    engine._buffers.clear()
+    engine = FusionEngine(
+        weights=engine.checkpoint,
+        backend=TorchBackend(engine.checkpoint.model, None, CPU, channels_last=False),
+    )
     assert not engine.backend.channels_last_inputs
     nchw = engine.fuse(vis, ir).image
     assert engine._buffers_for(37, 50).vis.is_contiguous()

@@ -8,7 +8,6 @@ Runs happen in this process (``train.entry``) except the killed run and the 2-pr
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -22,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from ssvif_ros.checkpoint import load_checkpoint
+from ssvif_ros.cli import load_script
 from ssvif_ros.data import DatasetError, PairedFolderDataset, read_label, split_train_val
 from ssvif_ros.train_state import latest_train_state, load_train_state
 
@@ -30,14 +30,7 @@ TRAIN_PY = REPO / "training" / "train.py"
 TINY = REPO / "config" / "train" / "tiny.yaml"
 
 
-def _load_train_module():
-    spec = importlib.util.spec_from_file_location("ssvif_train_script", TRAIN_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train = _load_train_module()
+train = load_script(TRAIN_PY)
 
 
 def _args(data: Path, run_dir: Path, *extra: str) -> list[str]:

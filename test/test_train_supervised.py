@@ -9,12 +9,10 @@ The rest is fast: the loss itself, label/crop alignment, the data and config err
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ssvif_ros.checkpoint import load_checkpoint
+from ssvif_ros.cli import load_script
 from ssvif_ros.losses import soft_dice_loss, supervised_seg_loss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,16 +31,8 @@ TINY = REPO / "config" / "train" / "tiny.yaml"
 NUM_CLASSES = 9  # tiny.yaml's ssvif.num_classes; the synthetic scenes are written with it
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # ablate's dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-train = _load("ssvif_train_script_supervised", TRAIN_PY)
-ablate = _load("ssvif_ablate_script_supervised", REPO / "training" / "ablate.py")
+train = load_script(TRAIN_PY)
+ablate = load_script(REPO / "training" / "ablate.py")
 
 
 def _args(data: Path, run_dir: Path, *extra: str) -> list[str]:

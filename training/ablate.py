@@ -44,7 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
 TRAIN_PY = REPO_ROOT / "training" / "train.py"
 
-from ssvif_ros.cli import load_script  # noqa: E402
+from ssvif_ros.cli import comma_list, load_script  # noqa: E402
 from ssvif_ros.metrics import METRIC_NAMES  # noqa: E402
 from ssvif_ros.train_state import latest_train_state  # noqa: E402
 
@@ -95,7 +95,7 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
 
 
 def parse_list(text: str, what: str) -> list[str]:
-    items = [part.strip() for part in text.split(",") if part.strip()]
+    items = comma_list(text)
     if not items:
         raise SystemExit(f"error: {what}: empty list")
     return items

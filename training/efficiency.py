@@ -43,7 +43,8 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
 
-from bench.models import FLOPS_NOTE, build_model, count_flops, parse_list, parse_size  # noqa: E402
+from bench.models import FLOPS_NOTE, build_model, count_flops  # noqa: E402
+from ssvif_ros.cli import comma_list, size_pair  # noqa: E402
 from ssvif_ros.models.registry import list_models  # noqa: E402
 
 WARMUP_SIZE = (32, 32)  # a 32x32 forward before the measured one: cheap for every model
@@ -188,9 +189,9 @@ def markdown_table(records: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--models", type=parse_list, default=None, help="comma list (default: all registered)"
+        "--models", type=comma_list, default=None, help="comma list (default: all registered)"
     )
-    parser.add_argument("--size", type=parse_size, default=(480, 640), help="HEIGHTxWIDTH (default 480x640)")
+    parser.add_argument("--size", type=size_pair, default=(480, 640), help="HEIGHTxWIDTH (default 480x640)")
     parser.add_argument("--color", choices=("rgb", "y"), default="rgb")
     parser.add_argument("--out", type=Path, default=None, help="write table.md and efficiency.json here")
     parser.add_argument("--skip-forward", action="store_true", help="params + FLOPs only, memory blank")

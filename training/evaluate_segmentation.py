@@ -97,7 +97,7 @@ from ssvif_ros.config import ConfigError, dump_config, load_config  # noqa: E402
 from ssvif_ros.data import PairedFolderDataset, manifest_splits, read_pair_arrays, split_train_val  # noqa: E402
 from ssvif_ros.data.image_files import DatasetError  # noqa: E402
 from ssvif_ros.data.pairs import PairFiles, list_images  # noqa: E402
-from ssvif_ros.losses import labelled_ce_dice  # noqa: E402
+from ssvif_ros.losses import labelled_ce, labelled_ce_dice  # noqa: E402
 from ssvif_ros.metrics import confusion_matrix, iou_per_class, mean_iou  # noqa: E402
 from ssvif_ros.models.segformer import SegFormer, build_segformer  # noqa: E402
 
@@ -158,10 +158,6 @@ class LabelledPairs:
     skipped: int
     label_dirs: list[Path]
     classes: dict[str, Any] | None = None
-
-    @property
-    def names(self) -> list[str]:
-        return [f.name for f in self.files]
 
 
 @dataclass
@@ -639,8 +635,12 @@ def train_segformer(
                 [images[i] for i in chosen], [labels[i] for i in chosen], crop, bool(tc["hflip"]), rng
             )
             if (y != IGNORE_INDEX).any():
-                ce, dice = labelled_ce_dice(model(x.to(device)), y.to(device), IGNORE_INDEX)
-                loss = ce + dice_weight * dice if dice_weight else ce
+                logits, target = model(x.to(device)), y.to(device)
+                if dice_weight:  # the Dice only when it counts: it costs a softmax and one-hot per step
+                    ce, dice = labelled_ce_dice(logits, target, IGNORE_INDEX)
+                    loss = ce + dice_weight * dice
+                else:
+                    loss = labelled_ce(logits, target, IGNORE_INDEX)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -786,7 +786,7 @@ def summarise(per_seed: Sequence[dict[str, Any]], class_names: Sequence[str], wi
     """Mean ± sample std over seeds of mIoU and each class IoU (and of the per-fold mIoUs with folds)."""
 
     def stats(values: Sequence[float | None]) -> dict[str, float | None]:
-        mean, std = mean_std([math.nan if v is None else v for v in values])
+        mean, std = mean_std(values)  # None (an undefined IoU) is skipped like NaN
         return {"mean": _nan_to_none(mean), "std": _nan_to_none(std)}
 
     out: dict[str, Any] = {
@@ -962,6 +962,7 @@ def evaluate_segmentation(
         "methods": {},
     }
     labels = [s.label for s in samples]
+    names = [s.name for s in samples]
     for by_seed, (_, spec), name in zip(resolved, named, labels_shown, strict=True):
         fuse_seconds = 0.0
         per_seed = []
@@ -979,7 +980,7 @@ def evaluate_segmentation(
                 log.info("%s: fused %d images (%s)", name, len(used), seed_spec(spec, seed))
             per_seed.append(
                 evaluate_method(
-                    [s.name for s in samples],
+                    names,
                     fused,
                     labels,
                     splits,

@@ -36,6 +36,7 @@ from ssvif_ros.backends.onnxruntime_backend import (  # noqa: E402
     FIXED_SIZE_MODELS,
     FusionExportWrapper,
     export_onnx,
+    open_session,
     params_sha256,
     write_export_sidecar,
 )
@@ -69,11 +70,7 @@ def compare(
 
 
 def onnx_runner(path: Path) -> Runner:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, torch.get_num_threads())
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    session = open_session(path, torch.get_num_threads())
 
     def run(vis: torch.Tensor, ir: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         outputs = session.run(None, {"vis": vis.numpy(), "ir": ir.numpy()})

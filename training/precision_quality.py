@@ -50,9 +50,9 @@ from torch import nn
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
 
-from ssvif_ros.backends.onnxruntime_backend import FusionExportWrapper, export_onnx  # noqa: E402
+from ssvif_ros.backends.onnxruntime_backend import FusionExportWrapper, export_onnx, open_session  # noqa: E402
 from ssvif_ros.backends.torch_backend import TorchBackend  # noqa: E402
-from ssvif_ros.checkpoint import atomic_write_bytes, load_checkpoint  # noqa: E402
+from ssvif_ros.checkpoint import Checkpoint, atomic_write_bytes, load_checkpoint  # noqa: E402
 from ssvif_ros.cli import comma_list, load_script  # noqa: E402
 from ssvif_ros.data import PairedFolderDataset  # noqa: E402
 from ssvif_ros.engine import FusionEngine, default_weights  # noqa: E402
@@ -118,11 +118,12 @@ class OnnxSessionBackend:
     name = "onnxruntime"
     has_segmentation = False
     input_dtype = torch.float32
+    channels_last_inputs = False
 
     def __init__(self, path: Path, precision: str, threads: int) -> None:
         self.device = torch.device("cpu")
         self.precision = precision
-        self.session = _ort_session(path, threads)
+        self.session = open_session(path, threads)
 
     def run(
         self, vis_t: torch.Tensor, ir_t: torch.Tensor, want_labels: bool = False
@@ -131,21 +132,10 @@ class OnnxSessionBackend:
         return torch.from_numpy(self.session.run(["fused"], feeds)[0]), None
 
 
-def _ort_session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def engine_with_backend(weights: Path, backend: Any) -> FusionEngine:
-    """A FusionEngine for ``weights`` whose model runs on ``backend`` (set before the first fuse, so the
-    engine builds its input buffers in ``backend.input_dtype``)."""
-    engine = FusionEngine(weights=weights, device="cpu")
-    engine.backend = backend
-    return engine
+def engine_with_backend(ckpt: Checkpoint, backend: Any) -> FusionEngine:
+    """A FusionEngine for the loaded checkpoint whose model runs on ``backend`` (the engine builds its input
+    buffers in ``backend.input_dtype``)."""
+    return FusionEngine(weights=ckpt, backend=backend)
 
 
 def engine_inputs(vis: np.ndarray, ir: np.ndarray) -> dict[str, np.ndarray]:
@@ -349,9 +339,7 @@ def measure(
     torch.set_num_threads(threads)
     try:
         with tempfile.TemporaryDirectory(prefix="ssvif_precision_") as tmp:
-            runs, onnx_info = _build_runs(
-                names, weights, model, dataset, calib_indices, size_hw, Path(tmp), threads
-            )
+            runs, onnx_info = _build_runs(names, ckpt, dataset, calib_indices, size_hw, Path(tmp), threads)
             _fuse_all(runs, dataset, indices)
     finally:
         torch.set_num_threads(previous_threads)
@@ -382,8 +370,7 @@ def measure(
 
 def _build_runs(
     names: Sequence[str],
-    weights: Path,
-    model: nn.Module,
+    ckpt: Checkpoint,
     dataset: PairedFolderDataset,
     calib_indices: Sequence[int],
     check_size: tuple[int, int],
@@ -391,13 +378,14 @@ def _build_runs(
     threads: int,
 ) -> tuple[dict[str, PrecisionRun], dict[str, Any] | None]:
     """One PrecisionRun per precision with its engine built, or its error recorded (fp32 errors raise)."""
+    model = ckpt.model
     runs = {name: PrecisionRun(name) for name in names}
     for name in names:
         if name in TORCH_DTYPES:
             t0 = time.perf_counter()
             try:
                 backend = CastTorchBackend(model, TORCH_DTYPES[name], name)
-                runs[name].engine = engine_with_backend(weights, backend)
+                runs[name].engine = engine_with_backend(ckpt, backend)
             except Exception as e:
                 if name == REFERENCE:
                     raise
@@ -442,7 +430,7 @@ def _build_runs(
             runs[name].error = path
             continue
         try:
-            runs[name].engine = engine_with_backend(weights, OnnxSessionBackend(path, name, threads))
+            runs[name].engine = engine_with_backend(ckpt, OnnxSessionBackend(path, name, threads))
         except Exception as e:
             runs[name].error = f"ONNX Runtime could not load the {name} model: {_error_text(e)}"
         runs[name].setup_s = build_s

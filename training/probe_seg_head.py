@@ -36,7 +36,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
 
 from ssvif_ros.checkpoint import atomic_write_bytes  # noqa: E402
-from ssvif_ros.data import PairedFolderDataset, manifest_splits  # noqa: E402
+from ssvif_ros.cli import load_script  # noqa: E402
+from ssvif_ros.data import PairedFolderDataset  # noqa: E402
 
 IGNORE = 255
 
@@ -108,13 +109,8 @@ def probe(
     from ssvif_ros.engine import FusionEngine
 
     dataset = PairedFolderDataset(list(roots), load_labels=True)
-    indices = list(range(len(dataset)))
-    if split is not None:
-        splits = manifest_splits(dataset)
-        indices = [i for i in indices if splits[i] == split]
-        if not indices:
-            raise SystemExit(f"no pair with split {split!r} in the manifest.csv of {list(roots)}")
-    indices = indices[:limit] if limit else indices
+    select_indices = load_script(Path(__file__).with_name("evaluate_fusion.py")).select_indices
+    indices = select_indices(dataset, split, limit)  # `split` per the manifest, at most `limit`
     samples = [dataset.read_arrays(i, load_labels=True) for i in indices]
     labels = [np.asarray(s["label"]) for s in samples]
     results = {}

@@ -6,9 +6,8 @@ backend) and hands float tensors to a :class:`Backend`:
 ``backend.run(vis_t, ir_t, want_labels) -> (fused_t, labels_t | None)`` with ``vis_t`` (1,3,H,W) and
 ``ir_t`` (1,1,H,W) on ``backend.device`` in ``backend.input_dtype``, values in [0, 1]; ``fused_t``
 (1,3,H,W) float in [0, 1] (clamped by the engine) and ``labels_t`` (1,H,W) uint8 class ids (only when
-``want_labels`` and ``backend.has_segmentation``). A backend may set ``channels_last_inputs = True`` to get
-``vis_t``/``ir_t`` in channels-last memory (:func:`ssvif_ros.engine.empty_inputs`); by default they are
-contiguous NCHW.
+``want_labels`` and ``backend.has_segmentation``). ``backend.channels_last_inputs`` says whether it wants
+``vis_t``/``ir_t`` in channels-last memory (:func:`ssvif_ros.engine.empty_inputs`) or contiguous NCHW.
 
 Backends, by name (:func:`create_backend`):
 
@@ -32,17 +31,17 @@ from torch import nn
 
 __all__ = [
     "BACKENDS",
-    "PLANNED_BACKENDS",
     "PRECISIONS",
+    "PRECISION_DTYPES",
     "Backend",
     "BackendUnavailable",
     "PassthroughBackend",
     "create_backend",
 ]
 
-PRECISIONS = ("fp32", "fp16")
+PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}  # precision -> the inputs' dtype
+PRECISIONS = tuple(PRECISION_DTYPES)
 BACKENDS = ("torch", "onnxruntime", "passthrough", "tensorrt")
-PLANNED_BACKENDS: dict[str, str] = {}  # name -> what it will need, for backends announced but not built yet
 
 
 class BackendUnavailable(RuntimeError):
@@ -58,6 +57,7 @@ class Backend(Protocol):
     precision: str
     input_dtype: torch.dtype
     has_segmentation: bool
+    channels_last_inputs: bool
 
     def run(
         self, vis_t: torch.Tensor, ir_t: torch.Tensor, want_labels: bool = False
@@ -69,11 +69,12 @@ class PassthroughBackend:
 
     name = "passthrough"
     has_segmentation = False
+    channels_last_inputs = False
 
     def __init__(self, device: torch.device, precision: str = "fp32") -> None:
         self.device = device
         self.precision = precision
-        self.input_dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.input_dtype = PRECISION_DTYPES[precision]
 
     def run(
         self, vis_t: torch.Tensor, ir_t: torch.Tensor, want_labels: bool = False
@@ -122,10 +123,4 @@ def create_backend(
         if model is None:
             raise BackendUnavailable("backend 'tensorrt' needs a model")
         return TensorRTBackend(model, seg_head, device, precision)
-    if name in PLANNED_BACKENDS:
-        raise BackendUnavailable(
-            f"backend {name!r} is not available in this version of ssvif_ros (planned; it will need "
-            f"{PLANNED_BACKENDS[name]}); use backend 'torch'"
-        )
-    planned = f" (planned: {', '.join(PLANNED_BACKENDS)})" if PLANNED_BACKENDS else ""
-    raise BackendUnavailable(f"unknown backend {name!r}: available: {', '.join(BACKENDS)}{planned}")
+    raise BackendUnavailable(f"unknown backend {name!r}: available: {', '.join(BACKENDS)}")

@@ -28,6 +28,7 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,16 @@ def _import_onnxruntime():
     return onnxruntime
 
 
+def open_session(path: str | os.PathLike, threads: int, providers: Sequence[str] = ("CPUExecutionProvider",)):
+    """An ONNX Runtime ``InferenceSession`` for ``path`` on ``threads`` intra-op threads (one inter-op
+    thread: the graph runs sequentially), the providers in order of preference."""
+    ort = _import_onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+
+
 def default_cache_dir() -> Path:
     env = os.environ.get("SSVIF_ROS_CACHE")
     if env:
@@ -220,6 +231,7 @@ class OnnxRuntimeBackend:
     """
 
     name = "onnxruntime"
+    channels_last_inputs = False
 
     def __init__(
         self,
@@ -286,10 +298,7 @@ class OnnxRuntimeBackend:
                     "max_abs_error": None,
                 },
             )
-        options = self._ort.SessionOptions()
-        options.intra_op_num_threads = max(1, torch.get_num_threads())
-        options.inter_op_num_threads = 1
-        session = self._ort.InferenceSession(str(path), sess_options=options, providers=self.providers)
+        session = open_session(path, torch.get_num_threads(), self.providers)
         self._sessions[key] = session
         return session
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import atomic_write_bytes
-from . import BackendUnavailable
+from . import PRECISION_DTYPES, BackendUnavailable
 from .onnxruntime_backend import FusionExportWrapper, default_cache_dir, params_sha256, sidecar_of
 
 ENGINE_FORMAT = "ssvif_ros.tensorrt/1"
@@ -175,6 +175,7 @@ class TensorRTBackend:
     """
 
     name = "tensorrt"
+    channels_last_inputs = False
 
     def __init__(
         self,
@@ -187,7 +188,7 @@ class TensorRTBackend:
         self._trt = require_tensorrt(device)
         self.device = device
         self.precision = precision
-        self.input_dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.input_dtype = PRECISION_DTYPES[precision]
         self.model = model.eval()
         self.seg_head = seg_head.eval() if seg_head is not None else None
         self.model_name = str(getattr(model, "model_name", type(model).__name__))

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from . import PRECISION_DTYPES
+
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
     """A plain 2-D conv feeding a BatchNorm2d over its output channels with running statistics."""
@@ -78,9 +80,8 @@ class TorchBackend:
     ) -> None:
         self.device = device
         self.precision = precision
-        self.input_dtype = torch.float16 if precision == "fp16" else torch.float32
-        self.channels_last = channels_last
-        self.channels_last_inputs = channels_last  # the engine then allocates NHWC inputs (engine.py)
+        self.input_dtype = PRECISION_DTYPES[precision]
+        self.channels_last_inputs = channels_last  # NHWC weights, and the engine allocates NHWC inputs
         self.folded_batchnorms = 0
         self.model = self._prepare(model, fold_batchnorm)
         self.seg_head = self._prepare(seg_head, fold_batchnorm) if seg_head is not None else None
@@ -92,7 +93,7 @@ class TorchBackend:
             with torch.no_grad():
                 self.folded_batchnorms += fold_conv_batchnorm(module)
         module = module.to(device=self.device, dtype=self.input_dtype)
-        return module.to(memory_format=torch.channels_last) if self.channels_last else module
+        return module.to(memory_format=torch.channels_last) if self.channels_last_inputs else module
 
     @property
     def has_segmentation(self) -> bool:
