@@ -51,3 +51,16 @@ def test_cli_ranks_infrared_above_visible_when_targets_are_thermal_only(tmp_path
     assert 0.3 < auc["visible"] < 0.7  # noise: no better than chance
     assert auc["fused"] > 0.9  # max-luminance keeps the warm target
     assert "target AUC" in (out / "contrast.md").read_text()
+
+
+def test_methods_with_the_same_name_get_their_own_rows(tmp_path):
+    for sub in ("vi", "ir", "mask"):
+        (tmp_path / sub).mkdir()
+    mask = np.zeros((32, 40), np.uint8)
+    mask[8:20, 10:20] = 255
+    Image.fromarray(np.full((32, 40, 3), 90, np.uint8)).save(tmp_path / "vi" / "0.png")
+    Image.fromarray(np.where(mask > 0, 200, 60).astype(np.uint8)).save(tmp_path / "ir" / "0.png")
+    Image.fromarray(mask).save(tmp_path / "mask" / "0.png")
+    report = tc.measure([tmp_path], "mask", ["a=visible", "a=infrared"], ring=5.0)
+    assert list(report["methods"]) == ["a", "a#2"]
+    assert report["methods"]["a"]["spec"] == "visible" and report["methods"]["a#2"]["spec"] == "infrared"

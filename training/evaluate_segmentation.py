@@ -460,7 +460,7 @@ def split_method_name(text: str) -> tuple[str | None, str]:
     return _load_fusion_evaluator().split_method_name(text)
 
 
-def _unique_labels(labels: Sequence[str]) -> list[str]:
+def unique_labels(labels: Sequence[str]) -> list[str]:
     """Display names made unique (``best``, ``best#2``) so two checkpoints never share a row."""
     return _load_fusion_evaluator().unique_names(labels)
 
@@ -927,7 +927,7 @@ def evaluate_segmentation(
         for _, spec in named
     ]
     first_labels = [by_seed[seeds[0]][0] for by_seed in resolved]
-    labels_shown = _unique_labels(
+    labels_shown = unique_labels(
         [_row_name(given, spec, label) for (given, spec), label in zip(named, first_labels, strict=True)]
     )
     samples = load_samples(files, binary=binary, num_classes=k)

@@ -76,14 +76,19 @@ def measure(roots: Sequence[Path], label_dir: str | None, methods: Sequence[str]
     samples = seg.load_samples(pairs.files, binary=True, num_classes=2)
     masks = [(s.label == 1, ring_mask(s.label == 1, ring) & (s.label != seg.IGNORE_INDEX)) for s in samples]
     report: dict = {"pairs": [s.name for s in samples], "ring_px": ring, "methods": {}}
+    resolved = []  # (row name as given or derived, spec, fuse)
     for text in methods:
         given, spec = seg.split_method_name(text)
         label, fuse = seg.resolve_method(spec)
+        resolved.append((given or label, spec, fuse))
+    # unique row names (best, best#2): two checkpoints with the same name must not overwrite each other
+    names = seg.unique_labels([name for name, _, _ in resolved])
+    for name, (_, spec, fuse) in zip(names, resolved, strict=True):
         per_pair = [
             target_scores(luminance(fuse(s.name, s.vis, s.ir)), target, around)
             for s, (target, around) in zip(samples, masks, strict=True)
         ]
-        report["methods"][given or label] = {
+        report["methods"][name] = {
             "spec": spec,
             "per_pair": per_pair,
             "mean": {k: float(np.nanmean([p[k] for p in per_pair])) for k in ("contrast", "auc")},
