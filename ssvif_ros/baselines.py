@@ -10,9 +10,12 @@ image, the visible Cb/Cr are kept, and the result is converted back to RGB and c
   binomial kernel [1, 4, 6, 4, 1] / 16; each detail coefficient is taken from the source with the larger
   local energy (mean of squared coefficients in a ``window`` x ``window`` neighbourhood; ``window=1`` is
   the plain larger-absolute-value rule); the coarsest (low-pass) level is averaged.
+- ``saliency``: the two-scale thermal-saliency rule of :mod:`ssvif_ros.models.guides` (the target and guide
+  of the default model), so tables show what the model adds over its own closed-form rule.
 
-Plain numpy (no torch, no OpenCV), so evaluation tables and the demo can use these without a model; the
-pyramid filters compute only the samples they keep (640×480 Laplacian fusion: ~11 ms of one core).
+Plain numpy (no OpenCV; torch only inside ``saliency``, which reuses the model's rule), so evaluation
+tables and the demo can use these without a model; the pyramid filters compute only the samples they keep
+(640×480 Laplacian fusion: ~11 ms of one core).
 
 Arrays: ``vis`` is H×W×3 RGB uint8 (or H×W / H×W×1 gray), ``ir`` is H×W uint8 (or H×W×1, or H×W×3
 replicated gray, which is reduced to its luminance); the output is uint8 with the visible's shape.
@@ -32,6 +35,7 @@ __all__ = [
     "fuse_baseline",
     "fuse_laplacian",
     "fuse_max_luminance",
+    "fuse_saliency",
     "gaussian_pyramid",
     "laplacian_pyramid",
     "max_pyramid_levels",
@@ -317,10 +321,30 @@ def fuse_laplacian(vis: np.ndarray, ir: np.ndarray, levels: int | None = 4, wind
     return _fuse_luminance(vis, ir, lambda y_vis, ir_gray: _laplacian_rule(y_vis, ir_gray, levels, window))
 
 
+def _saliency_rule(y_vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
+    import torch  # the rule is the model's own (one implementation); torch only when this baseline runs
+
+    from .models.guides import SaliencyRule
+
+    def as_tensor(y: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32) / 255.0)[None, None]
+
+    with torch.inference_mode():
+        fused = SaliencyRule()(as_tensor(y_vis), as_tensor(ir))
+    return fused[0, 0].numpy() * np.float32(255.0)
+
+
+def fuse_saliency(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
+    """Two-scale fusion with thermal saliency (:class:`ssvif_ros.models.guides.SaliencyRule`) on the
+    luminance; visible chroma kept. uint8 with ``vis``'s shape."""
+    return _fuse_luminance(vis, ir, _saliency_rule)
+
+
 BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "average": fuse_average,
     "max": fuse_max_luminance,
     "laplacian": fuse_laplacian,
+    "saliency": fuse_saliency,
 }
 
 

@@ -3,7 +3,9 @@
 Fusion loss (SwinFusion's terms plus a colour term), with F the fused image and Y(·) the BT.601
 luminance (:func:`ssvif_ros.models.color.rgb_to_y`; a 1-channel image is its own luminance):
 
-- ``int``   = L1(Y(F), max(Y(vis), ir))
+- ``int``   = L1(Y(F), T), with the intensity target T = max(Y(vis), ir) (``target="max"``, SwinFusion)
+  or the two-scale thermal-saliency rule (``target="saliency"``, :mod:`ssvif_ros.models.guides`), which
+  keeps the visible detail where the thermal image is flat and the thermal image around warm targets
 - ``grad``  = L1(S(Y(F)), max(S(Y(vis)), S(ir))), S = Sobel |Gx| + |Gy| (replicate padding)
 - ``ssim``  = 0.5·(1 − SSIM(Y(F), Y(vis))) + 0.5·(1 − SSIM(Y(F), ir))   (pytorch-msssim, data_range 1)
 - ``color`` = L1(CbCr(F), CbCr(vis))   (RGB only; 0 for 1-channel images)
@@ -14,12 +16,15 @@ colour term. So luminance carries the fusion and the chroma is tied to the visib
 
 CSC loss (SSVIF): the fused-feature head and the SegFormer on the fused image teach each other; at each
 pixel the branch with the higher maximum softmax probability provides the (detached) pseudo label, and
-both branches are trained on it with cross-entropy + soft Dice. :func:`supervised_seg_loss` is the same
+both branches are trained on it with cross-entropy + soft Dice. Two label-free options keep the branches
+from agreeing on one fixed map: Sinkhorn–Knopp balancing of the pseudo labels over the batch and a
+marginal-entropy term (see :func:`csc_loss`). :func:`supervised_seg_loss` is the same
 CE + Dice against ground-truth labels (the label-supervised reference of ``ssvif.supervision: labels``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +32,7 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim
 
 from .models.color import infrared_single_channel, rgb_to_y, rgb_to_ycbcr
+from .models.guides import GUIDES, fused_luminance
 
 FUSION_TERMS = ("int", "grad", "ssim", "color")
 
@@ -69,8 +75,11 @@ class FusionLoss:
     w_ssim: float = 10.0
     w_color: float = 30.0
     ssim_win_size: int = 11
+    target: str = "max"
 
     def __post_init__(self) -> None:
+        if self.target not in GUIDES:
+            raise ValueError(f"FusionLoss.target must be one of {', '.join(GUIDES)}, got {self.target!r}")
         for name in FUSION_TERMS:
             if getattr(self, f"w_{name}") < 0:
                 raise ValueError(f"FusionLoss.w_{name} must be >= 0, got {getattr(self, f'w_{name}')}")
@@ -86,7 +95,9 @@ class FusionLoss:
         ir = infrared_single_channel(ir)
         fused_y, vis_y = rgb_to_y(fused), rgb_to_y(vis)
 
-        intensity = F.l1_loss(fused_y, torch.maximum(vis_y, ir))
+        with torch.no_grad():
+            target = fused_luminance(self.target, vis_y, ir)
+        intensity = F.l1_loss(fused_y, target)
         gradient = F.l1_loss(
             sobel_magnitude(fused_y), torch.maximum(sobel_magnitude(vis_y), sobel_magnitude(ir))
         )
@@ -155,24 +166,82 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1
     return 1.0 - dice.mean()
 
 
+CSC_BALANCES = ("none", "sinkhorn")
+
+
+@torch.no_grad()
+def sinkhorn_equipartition(probs: torch.Tensor, iterations: int = 3) -> torch.Tensor:
+    """Class assignment (N,K) nearest to ``probs`` (N,K) whose K classes each get N/K of the mass.
+
+    Sinkhorn–Knopp as in SeLa/SwAV: alternately normalise the classes to equal totals and each row to 1.
+    Taking the argmax of the result gives pseudo labels that use every class, so two branches cannot
+    agree on one image-independent map (the collapse of the paper's CSC at our scale).
+    """
+    q = probs.double().clamp(min=1e-12)
+    q = q / q.sum()
+    n, k = q.shape
+    for _ in range(iterations):
+        q = q / (q.sum(dim=0, keepdim=True) * k)
+        q = q / (q.sum(dim=1, keepdim=True) * n)
+    return (q * n).float()
+
+
+def marginal_entropy_gap(logits: torch.Tensor) -> torch.Tensor:
+    """log K − H(mean softmax over batch and pixels) for ``logits`` (B,K,H,W): 0 when every class is used
+    equally often on average, log K when one class takes every pixel (IIC's marginal entropy term)."""
+    mean = logits.float().softmax(dim=1).mean(dim=(0, 2, 3)).clamp(min=1e-12)
+    return math.log(logits.shape[1]) + (mean * mean.log()).sum()
+
+
+@torch.no_grad()
+def balanced_pseudo_label(
+    logits_a: torch.Tensor, logits_b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`csc_pseudo_label` with the teacher's probabilities balanced across classes over the batch
+    (:func:`sinkhorn_equipartition`) before the argmax. Same shapes and outputs."""
+    _check_logits(logits_a, logits_b)
+    probs_a, probs_b = logits_a.float().softmax(dim=1), logits_b.float().softmax(dim=1)
+    a_is_teacher = probs_a.amax(dim=1) >= probs_b.amax(dim=1)
+    teacher = torch.where(a_is_teacher.unsqueeze(1), probs_a, probs_b)  # (B,K,H,W)
+    b, k, h, w = teacher.shape
+    flat = teacher.permute(0, 2, 3, 1).reshape(-1, k)
+    labels = sinkhorn_equipartition(flat).argmax(dim=1).view(b, h, w)
+    return labels, a_is_teacher
+
+
 def csc_loss(
-    logits_a: torch.Tensor, logits_b: torch.Tensor, smooth: float = 1.0
+    logits_a: torch.Tensor,
+    logits_b: torch.Tensor,
+    smooth: float = 1.0,
+    balance: str = "none",
+    marginal_entropy: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Cross-segmentation consistency: mean of the two branches' (CE + soft Dice) on the shared pseudo label.
 
     ``logits_a``, ``logits_b``: (B,K,H,W), the same shape (a: fused-feature head, b: SegFormer, by
-    convention). Returns ``(loss, info)``; ``info`` holds detached 0-dim tensors for logging (no host
+    convention). ``balance="none"`` is the paper's form (the more confident branch's argmax);
+    ``"sinkhorn"`` balances the teacher's probabilities across classes first (:func:`balanced_pseudo_label`).
+    ``marginal_entropy`` > 0 adds that weight times each branch's :func:`marginal_entropy_gap` (averaged).
+    Returns ``(loss, info)``; ``info`` holds detached 0-dim tensors for logging (no host
     sync): "teacher_a_fraction" (share of pixels where a gave the label), "agreement" (share of pixels
-    where both argmaxes agree), and "ce_a", "dice_a", "ce_b", "dice_b".
+    where both argmaxes agree), "ce_a", "dice_a", "ce_b", "dice_b" and "marginal_gap" (mean of the two).
     """
     if smooth < 0:
         raise ValueError(f"csc_loss: smooth must be >= 0, got {smooth}")
-    labels, a_is_teacher = csc_pseudo_label(logits_a, logits_b)
+    if balance not in CSC_BALANCES:
+        raise ValueError(f"csc_loss: balance must be one of {', '.join(CSC_BALANCES)}, got {balance!r}")
+    if marginal_entropy < 0:
+        raise ValueError(f"csc_loss: marginal_entropy must be >= 0, got {marginal_entropy}")
+    pseudo_label = balanced_pseudo_label if balance == "sinkhorn" else csc_pseudo_label
+    labels, a_is_teacher = pseudo_label(logits_a, logits_b)
     ce_a = F.cross_entropy(logits_a.float(), labels)
     ce_b = F.cross_entropy(logits_b.float(), labels)
     dice_a = soft_dice_loss(logits_a, labels, smooth)
     dice_b = soft_dice_loss(logits_b, labels, smooth)
+    gap = 0.5 * (marginal_entropy_gap(logits_a) + marginal_entropy_gap(logits_b))
     loss = 0.5 * ((ce_a + dice_a) + (ce_b + dice_b))
+    if marginal_entropy > 0:
+        loss = loss + marginal_entropy * gap
     with torch.no_grad():
         agreement = (logits_a.argmax(dim=1) == logits_b.argmax(dim=1)).float().mean()
     info = {
@@ -182,6 +251,7 @@ def csc_loss(
         "dice_a": dice_a.detach(),
         "ce_b": ce_b.detach(),
         "dice_b": dice_b.detach(),
+        "marginal_gap": gap.detach(),
     }
     return loss, info
 

@@ -44,7 +44,7 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
     )
     assert code == 0
     commands = _commands(capsys.readouterr().out)
-    assert len(commands) == 2 * len(ablate.VARIANTS) == 20
+    assert len(commands) == 2 * len(ablate.VARIANTS) == 30
     assert not out.exists()  # nothing trained
     expected = {
         "original": "framework=original",
@@ -56,6 +56,10 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
         "k15": "ssvif.num_classes=15",
         "y_channel": "model.color=y",
         "supervised": "ssvif.supervision=labels",
+        "new_no_csc": "ssvif.csc=false",
+        "new_paper_csc": "ssvif.csc_balance=none",
+        "new_max_guide": "model.cfg.guide=max",
+        "new_max_target": "loss.target=max",
     }
     for variant, override in expected.items():
         for seed in (0, 3):

@@ -22,10 +22,15 @@ def test_scores_of_a_bright_a_hidden_and_a_dark_target():
     assert not (ring & target).any() and ring.sum() > 0
     assert ring[5, 10] and not ring[2, 10]  # 3 px from the target is in, 6 px is out
     bright = np.where(target, 200.0, 50.0)
-    assert tc.target_scores(bright, target, ring) == pytest.approx({"contrast": 150 / 255, "auc": 1.0})
+    assert tc.target_scores(bright, target, ring) == pytest.approx(
+        {"contrast": 150 / 255, "auc": 1.0, "separability": 1.0}
+    )
     flat = np.full((20, 20), 90.0)
-    assert tc.target_scores(flat, target, ring) == pytest.approx({"contrast": 0.0, "auc": 0.5})  # ties: half
-    assert tc.target_scores(255.0 - bright, target, ring)["auc"] == pytest.approx(0.0)
+    assert tc.target_scores(flat, target, ring) == pytest.approx(
+        {"contrast": 0.0, "auc": 0.5, "separability": 0.0}  # ties: half
+    )
+    dark = tc.target_scores(255.0 - bright, target, ring)
+    assert dark["auc"] == pytest.approx(0.0) and dark["separability"] == pytest.approx(1.0)
 
 
 def test_cli_ranks_infrared_above_visible_when_targets_are_thermal_only(tmp_path):
@@ -64,3 +69,24 @@ def test_methods_with_the_same_name_get_their_own_rows(tmp_path):
     report = tc.measure([tmp_path], "mask", ["a=visible", "a=infrared"], ring=5.0)
     assert list(report["methods"]) == ["a", "a#2"]
     assert report["methods"]["a"]["spec"] == "visible" and report["methods"]["a#2"]["spec"] == "infrared"
+
+
+def test_class_against_class_on_multi_class_labels(tmp_path):
+    """A lane marking (class 1) on a road (class 0): visible shows it, the thermal image does not."""
+    for sub in ("vi", "ir", "label"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+    (tmp_path / "data" / "classes.json").write_text('{"num_classes": 3, "names": ["road", "lane", "sky"]}')
+    label = np.zeros((40, 60), np.uint8)
+    label[:10] = 2
+    label[20:40, 28:32] = 1
+    vis = np.where(label == 1, 200, 40).astype(np.uint8)
+    ir = np.where(label == 2, 30, 160).astype(np.uint8)
+    for i in range(2):
+        Image.fromarray(np.stack([vis] * 3, axis=-1)).save(tmp_path / "data" / "vi" / f"{i}.png")
+        Image.fromarray(ir).save(tmp_path / "data" / "ir" / f"{i}.png")
+        Image.fromarray(label).save(tmp_path / "data" / "label" / f"{i}.png")
+    report = tc.measure([tmp_path / "data"], None, ["visible", "infrared"], 5.0, "lane", "road")
+    assert report["methods"]["visible"]["mean"]["separability"] == pytest.approx(1.0)
+    assert report["methods"]["infrared"]["mean"]["separability"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="not in the data's classes"):
+        tc.measure([tmp_path / "data"], None, ["visible"], 5.0, "person", None)

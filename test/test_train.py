@@ -322,3 +322,21 @@ def test_shared_cpu_config_keeps_msrs_test_pairs_out(shared_data: Path) -> None:
     assert not used & set(excluded)
     assert sum(n.startswith("msrs_subset/") for n in used) == sum(s == "train" for s in split.values())
     assert len(train_items) + len(val_items) == len(used) == len(train_items.base) - len(excluded)
+
+
+def test_exclude_flags_keep_the_masked_msrs_pairs_out(shared_data: Path) -> None:
+    overrides = [
+        f"data.roots=[{shared_data / 'roadscene'}, {shared_data / 'msrs_subset'}]",
+        "data.exclude_flags=[has_binary_mask]",
+    ]
+    cfg = train.load_config(
+        REPO / "config/train/shared_cpu.yaml", overrides, defaults=train.DEFAULTS, open_keys=train.OPEN_KEYS
+    )
+    train_items, val_items, excluded = train.build_data(cfg)
+    with (shared_data / "msrs_subset" / "manifest.csv").open(newline="") as f:
+        rows = {f"msrs_subset/{Path(r['name']).stem}": r for r in csv.DictReader(f)}
+    masked = {n for n, r in rows.items() if r["has_binary_mask"] == "True"}
+    assert len(masked) == 8
+    assert set(excluded) == masked | {n for n, r in rows.items() if r["split"] == "test"}
+    used = {train_items.base.names[i] for i in train_items.indices + val_items.indices}
+    assert sum(n.startswith("msrs_subset/") for n in used) == 4

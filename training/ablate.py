@@ -50,6 +50,7 @@ from ssvif_ros.train_state import latest_train_state  # noqa: E402
 
 evaluate_fusion = load_script(REPO_ROOT / "training" / "evaluate_fusion.py")
 
+NEW_RECIPE = ("model.cfg.guide=saliency", "loss.target=saliency", "ssvif.csc_balance=sinkhorn")
 VARIANTS: dict[str, tuple[str, ...]] = {
     "original": ("framework=original",),  # = train.py --framework original: own loss, no branches/stages
     "ssvif_gdwa": (),  # the full recipe as configured (GDWA by default)
@@ -61,6 +62,12 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "k15": ("ssvif.num_classes=15",),
     "y_channel": ("model.color=y",),
     "supervised": ("ssvif.supervision=labels",),  # label-supervised reference: needs labelled data
+    # issue 14's levers: the saliency guide, the saliency intensity target and the Sinkhorn-balanced CSC
+    "new": NEW_RECIPE,
+    "new_no_csc": (*NEW_RECIPE, "ssvif.csc=false"),  # the same model and fusion loss, no CSC
+    "new_paper_csc": (*NEW_RECIPE, "ssvif.csc_balance=none"),  # CSC balance lever off
+    "new_max_guide": (*NEW_RECIPE, "model.cfg.guide=max"),  # guide lever off
+    "new_max_target": (*NEW_RECIPE, "loss.target=max"),  # loss lever off
 }
 
 

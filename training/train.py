@@ -126,14 +126,16 @@ from ssvif_ros.data import (  # noqa: E402
     DatasetError,
     PairedFolderDataset,
     PairingError,
+    manifest_column,
     manifest_splits,
     read_label,
     split_train_val,
     to_tensors,
     train_transform,
 )
-from ssvif_ros.losses import FusionLoss, csc_loss, supervised_seg_loss  # noqa: E402
+from ssvif_ros.losses import CSC_BALANCES, FusionLoss, csc_loss, supervised_seg_loss  # noqa: E402
 from ssvif_ros.models import SegHead, create_model  # noqa: E402
+from ssvif_ros.models.guides import GUIDES  # noqa: E402
 from ssvif_ros.train_state import (  # noqa: E402
     capture_rng_state,
     flatten_state,
@@ -165,6 +167,8 @@ DEFAULTS: dict[str, Any] = {
         "segformer": "b3",  # preset of ssvif_ros.models.segformer (b0, b3, tiny)
         "segformer_overrides": {},  # SegformerConfig fields (free-form)
         "grad_analysis": False,  # log the projection coefficient of g_csc on g_fusion
+        "csc_balance": "none",  # none (the paper's pseudo label) | sinkhorn (classes balanced per batch)
+        "csc_marginal_entropy": 0.0,  # weight of the marginal-entropy term on both branches (0: off)
     },
     "loss": dataclasses.asdict(FusionLoss()),  # the library's defaults (w_int, w_grad, w_ssim, w_color, …)
     "weighting": {"name": "gdwa", "options": {}, "gdwa_measure_every": 10},
@@ -172,6 +176,7 @@ DEFAULTS: dict[str, Any] = {
         "roots": [],
         "layout": "auto",
         "exclude_splits": [],  # drop items whose split (a root's manifest.csv) is listed, e.g. [test]
+        "exclude_flags": [],  # drop items whose manifest column is true, e.g. [has_binary_mask]
         "val_fraction": 0.1,
         "split_seed": 0,
         "crop": 256,
@@ -201,6 +206,7 @@ DEFAULTS: dict[str, Any] = {
         "log_sample_names": False,  # each rank writes the names it trained on to debug/
     },
 }
+TRUE_WORDS = ("true", "1", "yes")
 OPEN_KEYS = ("model.cfg", "weighting.options", "ssvif.segformer_overrides")
 LOSS_KEYS = ("total", "fusion", "int", "grad", "ssim", "color", "csc", "agreement", "teacher_a")
 EPOCH_COLUMNS = (
@@ -277,6 +283,9 @@ def _check_config(cfg: dict[str, Any]) -> None:
     need(cfg["ssvif"]["num_classes"] >= 2, "ssvif.num_classes", "must be >= 2")
     supervision = cfg["ssvif"]["supervision"]
     need(supervision in ("csc", "labels"), "ssvif.supervision", "must be csc or labels")
+    need(cfg["ssvif"]["csc_balance"] in CSC_BALANCES, "ssvif.csc_balance", f"must be one of {CSC_BALANCES}")
+    need(cfg["ssvif"]["csc_marginal_entropy"] >= 0, "ssvif.csc_marginal_entropy", "must be >= 0")
+    need(cfg["loss"]["target"] in GUIDES, "loss.target", f"must be one of {GUIDES}")
     if supervision == "labels":
         need(
             cfg["framework"] == "ssvif",
@@ -419,9 +428,19 @@ class PairItems(Dataset):
         return item
 
 
-def manifest_excluded(ds: PairedFolderDataset, splits: list[str]) -> set[int]:
-    """Indices whose ``split`` in their root's ``manifest.csv`` is in ``splits`` (unlisted items are kept)."""
-    return {i for i, split in enumerate(manifest_splits(ds)) if split is not None and split in splits}
+def csc_options(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :func:`csc_loss` from the ``ssvif`` section."""
+    return {"balance": cfg["ssvif"]["csc_balance"], "marginal_entropy": cfg["ssvif"]["csc_marginal_entropy"]}
+
+
+def manifest_excluded(ds: PairedFolderDataset, splits: list[str], flags: list[str] = ()) -> set[int]:
+    """Indices whose ``split`` in their root's ``manifest.csv`` is in ``splits``, or whose column named in
+    ``flags`` reads true (e.g. ``has_binary_mask``: pairs kept for evaluation); unlisted items are kept."""
+    excluded = {i for i, split in enumerate(manifest_splits(ds)) if split is not None and split in splits}
+    for column in flags:
+        values = manifest_column(ds, column)
+        excluded |= {i for i, v in enumerate(values) if v is not None and v.strip().lower() in TRUE_WORDS}
+    return excluded
 
 
 def check_label_ids(base: PairedFolderDataset, indices: list[int], num_classes: int) -> None:
@@ -455,7 +474,7 @@ def build_data(cfg: dict[str, Any]) -> tuple[PairItems, PairItems, list[str]]:
         if not supervised:
             raise
         raise DatasetError(f"ssvif.supervision=labels needs a label file for every pair: {e}") from e
-    excluded = manifest_excluded(base, list(data["exclude_splits"]))
+    excluded = manifest_excluded(base, list(data["exclude_splits"]), list(data["exclude_flags"]))
     kept = [i for i in range(len(base)) if i not in excluded]
     names = [base.names[i] for i in kept]
     if data["val_fraction"] > 0:
@@ -726,7 +745,7 @@ def validate(
             labels = batch["label"].to(d.device)
             sums[1] += float(supervised_seg_loss(logits_head, logits_segformer, labels)[0]) * n
         elif joint:
-            sums[1] += float(csc_loss(logits_head, logits_segformer)[0]) * n
+            sums[1] += float(csc_loss(logits_head, logits_segformer, **csc_options(cfg))[0]) * n
         sums[2] += n
     for m in (model, seg_head, segformer):
         if m is not None:
@@ -773,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
     log(
         d,
         f"data: {len(train_items)} train / {len(val_items)} val pairs from {cfg['data']['roots']}"
-        + (f", {len(excluded)} excluded by data.exclude_splits" if excluded else "")
+        + (f", {len(excluded)} excluded by data.exclude_splits/exclude_flags" if excluded else "")
         + f"; {steps_per_epoch} steps of {bs} x {world} per epoch",
     )
 
@@ -887,7 +906,7 @@ def main(argv: list[str] | None = None) -> int:
                 total = weighting.combine({"fusion": l_fusion, "csc": l_csc})
                 extra = [l_csc.detach(), info["agreement"], torch.zeros((), device=d.device)]
             elif joint:
-                l_csc, info = csc_loss(logits_head, logits_segformer)
+                l_csc, info = csc_loss(logits_head, logits_segformer, **csc_options(cfg))
                 total = weighting.combine({"fusion": l_fusion, "csc": l_csc})
                 extra = [l_csc.detach(), info["agreement"], info["teacher_a_fraction"]]
             else:

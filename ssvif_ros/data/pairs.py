@@ -391,28 +391,34 @@ class PairedFolderDataset(Dataset[dict[str, object]]):
         return f"{type(self).__name__}({len(self)} pairs from {layouts}, load_labels={self.load_labels})"
 
 
-def manifest_splits(dataset: PairedFolderDataset) -> list[str | None]:
-    """The ``split`` of each item (e.g. "train"/"test") from its root's ``manifest.csv``; None where unknown.
+def manifest_column(dataset: PairedFolderDataset, column: str) -> list[str | None]:
+    """The value of ``column`` for each item from its root's ``manifest.csv``; None where unknown.
 
-    The real datasets beside the project carry a manifest with ``name`` and ``split`` columns (MSRS's
-    official test list); a root without one, or an item it does not list, gives None.
+    The real datasets beside the project carry a manifest with a ``name`` column and e.g. ``split``
+    (MSRS's official test list) or ``has_binary_mask``; a root without one, or an item it does not list
+    or leaves empty, gives None.
     """
     by_vis_dir: list[tuple[Path, dict[str, str]]] = []
     for folders in dataset.folders:
         manifest = folders.root / "manifest.csv"
-        splits: dict[str, str] = {}
+        values: dict[str, str] = {}
         if manifest.is_file():
             with manifest.open(newline="") as f:
                 for row in csv.DictReader(f):
-                    if row.get("name") and row.get("split"):
-                        splits[Path(row["name"]).with_suffix("").as_posix()] = row["split"]
-        by_vis_dir.append((folders.vis_dir, splits))
+                    if row.get("name") and row.get(column):
+                        values[Path(row["name"]).with_suffix("").as_posix()] = row[column]
+        by_vis_dir.append((folders.vis_dir, values))
     out: list[str | None] = []
     for pair in dataset.pairs:
-        split = None
-        for vis_dir, splits in by_vis_dir:
+        value = None
+        for vis_dir, values in by_vis_dir:
             if pair.vis.is_relative_to(vis_dir):
-                split = splits.get(pair.vis.relative_to(vis_dir).with_suffix("").as_posix())
+                value = values.get(pair.vis.relative_to(vis_dir).with_suffix("").as_posix())
                 break
-        out.append(split)
+        out.append(value)
     return out
+
+
+def manifest_splits(dataset: PairedFolderDataset) -> list[str | None]:
+    """The ``split`` of each item (e.g. "train"/"test"), see :func:`manifest_column`."""
+    return manifest_column(dataset, "split")

@@ -5,8 +5,10 @@ conv + BN + ReLU) and a one-step FPN-style decoder back to 1/4 resolution, where
 (32 channels) live; the segmentation head attaches there. The image decoder renders the full-resolution
 image from those features and the full-resolution sources.
 
-Output: a residual on a guide, ``fused = sigmoid(logit(guide) + delta)``. The guide is the classic
-max-luminance fusion: the visible image shifted by ``max(Y_vis, ir) - Y_vis`` on every channel, which has
+Output: a residual on a guide, ``fused = sigmoid(logit(guide) + delta)``. The guide is a closed-form
+rule of :mod:`ssvif_ros.models.guides`: ``guide="saliency"`` (two-scale fusion with thermal saliency) or
+``guide="max"`` (the default, kept for the checkpoints trained with it), the classic max-luminance
+fusion: the visible image shifted by ``max(Y_vis, ir) - Y_vis`` on every channel, which has
 the luminance the fusion loss asks for (the brighter source per pixel) and keeps the visible chroma
 exactly (up to clipping), so it already satisfies the intensity and colour terms. (With one input channel
 it is simply ``max(vis, ir)``.) An untrained model thus outputs a sensible fusion and all fine detail
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import FusionModel
-from .color import rgb_to_y
+from .guides import GUIDES, guide_image
 from .registry import register_model
 
 GUIDE_EPS = 1e-3  # keeps logit(guide) finite for black or saturated pixels
@@ -84,11 +86,14 @@ class GuidedImageDecoder(nn.Module):
     """features (B,C,h,w) + vis (B,in_chans,H,W) + ir (B,1,H,W) -> fused (B,in_chans,H,W) in (0,1).
 
     Squeezes the features to a few channels at low resolution, upsamples them to the image size, and a
-    3×3 conv over [features, vis, ir] gives the logit-space correction of the guide max(vis, ir).
+    3×3 conv over [features, vis, ir] gives the logit-space correction of the guide (``guide``: its rule).
     """
 
-    def __init__(self, feature_channels: int, in_chans: int, squeeze_channels: int):
+    def __init__(self, feature_channels: int, in_chans: int, squeeze_channels: int, guide: str = "max"):
         super().__init__()
+        if guide not in GUIDES:
+            raise ValueError(f"lightunet guide must be one of {', '.join(GUIDES)}, got {guide!r}")
+        self.guide = guide
         self.squeeze = ConvBNReLU(feature_channels, squeeze_channels, kernel_size=1)
         self.correction = nn.Conv2d(squeeze_channels + in_chans + 1, in_chans, 3, padding=1)
         # Start near the guide (small correction) while keeping gradients flowing into the features.
@@ -101,27 +106,30 @@ class GuidedImageDecoder(nn.Module):
             self.squeeze(features), size=vis.shape[-2:], mode="bilinear", align_corners=False
         )
         delta = self.correction(torch.cat([context, vis, ir], dim=1))
-        guide = max_luminance_guide(vis, ir).clamp(GUIDE_EPS, 1.0 - GUIDE_EPS)
+        guide = guide_image(self.guide, vis, ir).clamp(GUIDE_EPS, 1.0 - GUIDE_EPS)
         return torch.sigmoid(torch.log(guide / (1.0 - guide)) + delta)
 
 
 def max_luminance_guide(vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
     """vis (B,C,H,W) shifted to luminance max(Y_vis, ir) with its chroma kept; C = 1 gives max(vis, ir)."""
-    y = rgb_to_y(vis)
-    return (vis + (torch.maximum(y, ir) - y)).clamp(0.0, 1.0)
+    return guide_image("max", vis, ir)
 
 
 @register_model
 def lightunet(
-    in_chans: int = 3, widths: tuple[int, int, int] = (16, 32, 64), squeeze_channels: int = 8
+    in_chans: int = 3,
+    widths: tuple[int, int, int] = (16, 32, 64),
+    squeeze_channels: int = 8,
+    guide: str = "max",
 ) -> FusionModel:
-    """Real-time early-fusion U-Net; ``widths`` are the channels at 1/2, 1/4 and 1/8 resolution."""
+    """Real-time early-fusion U-Net; ``widths`` are the channels at 1/2, 1/4 and 1/8 resolution;
+    ``guide`` the closed-form rule the output is a residual on (:data:`ssvif_ros.models.guides.GUIDES`)."""
     widths = tuple(int(w) for w in widths)
     if len(widths) != 3:
         raise ValueError(f"lightunet widths must have 3 entries (1/2, 1/4, 1/8 resolution), got {widths}")
     return FusionModel(
         LightUNetBackbone(in_chans, widths),
-        GuidedImageDecoder(widths[1], in_chans, squeeze_channels),
+        GuidedImageDecoder(widths[1], in_chans, squeeze_channels, guide),
         in_chans=in_chans,
         feature_channels=widths[1],
     )
