@@ -3,10 +3,11 @@
 For every model, size and thread count (batch 1, fp32, CPU, fused image only) it times:
 
 - ``eager``: the baseline, ``model(vis, ir)`` under ``torch.inference_mode`` with no rewrite;
-- ``torch``: :class:`~ssvif_ros.backends.torch_backend.TorchBackend` as the engine builds it (Conv+BatchNorm
+- ``torch``: :class:`~ssvif_ros.fusion.backends.torch_backend.TorchBackend` as the engine builds it
+(Conv+BatchNorm
   folded, weights in channels_last memory format);
 - ``torch_nchw``: the same with ``channels_last=False`` (folding alone);
-- ``onnxruntime``: :class:`~ssvif_ros.backends.onnxruntime_backend.OnnxRuntimeBackend` (its export is
+- ``onnxruntime``: :class:`~ssvif_ros.fusion.backends.onnxruntime_backend.OnnxRuntimeBackend` (its export is
   cached in ``--cache-dir``, by default ``$SSVIF_ROS_CACHE`` or /tmp/ssvif_ros_bench_cache).
 
 Timed runs of the backends of one case are interleaved (eager, torch, ..., eager, torch, ...), so load
@@ -48,12 +49,12 @@ from torch import nn
 # Run from a checkout without installing the package: put the repository root on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ssvif_ros.backends import BackendUnavailable
-from ssvif_ros.backends.torch_backend import TorchBackend
 from ssvif_ros.checkpoint import load_checkpoint
 from ssvif_ros.cli import comma_list as parse_list
 from ssvif_ros.cli import size_pair as parse_size
-from ssvif_ros.engine import default_weights, empty_inputs
+from ssvif_ros.fusion.backends import BackendUnavailable
+from ssvif_ros.fusion.backends.torch_backend import TorchBackend
+from ssvif_ros.fusion.engine import default_weights, empty_inputs
 from ssvif_ros.models import create_model
 
 DEFAULT_MODELS = ("lightunet", "seafusion")
@@ -107,7 +108,7 @@ def build_runners(
                 backend = TorchBackend(model, None, CPU, channels_last=name == "torch")
                 runners[name] = _in_engine_layout(backend)
             elif name == "onnxruntime":
-                from ssvif_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+                from ssvif_ros.fusion.backends.onnxruntime_backend import OnnxRuntimeBackend
 
                 backend = OnnxRuntimeBackend(model, None, CPU, cache_dir=cache_dir)
                 runners[name] = lambda vis, ir, b=backend: b.run(vis, ir)[0]
@@ -120,7 +121,8 @@ def build_runners(
 
 def _in_engine_layout(backend) -> Runner:
     """``backend.run`` on inputs in the memory layout the engine gives this backend (NHWC buffers for the
-    channels-last torch backend, see :func:`ssvif_ros.engine.empty_inputs`); the layout copy is made once
+    channels-last torch backend, see :func:`ssvif_ros.fusion.engine.empty_inputs`); the layout copy is made
+    once
     per input and not timed, as the engine fills its buffers in that layout directly from the uint8 image."""
     cached: list[torch.Tensor] = []  # [vis given, vis in layout, ir in layout]
 

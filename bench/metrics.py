@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(REPO_ROOT))
 
-from ssvif_ros import metrics  # noqa: E402
+from ssvif_ros.eval import metrics  # noqa: E402
 
 GOAL_MS = 500.0
 MSRS_DIR = REPO_ROOT.parent / "shared" / "data" / "msrs_subset"

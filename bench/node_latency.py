@@ -5,7 +5,7 @@ Three processes on loopback, in a random ROS domain of their own (set here, inhe
 - a publisher (this script with ``--role publisher``) sends visible rgb8 (640×480 by default) and 16-bit
   thermal (512×640, a FLIR Boson-like size, so thermal gain and the resize to the visible size run)
   frames at ``--rate`` Hz, stamped with the wall clock just before ``publish``;
-- the node, started like the product: ``python -m ssvif_ros.fuse_node --ros-args --params-file
+- the node, started like the product: ``python -m ssvif_ros.node.fuse_node --ros-args --params-file
   config/fuse.yaml -p ...`` (topics remapped into a private namespace);
 - this process subscribes to ``~/fused/image`` and ``/diagnostics``.
 
@@ -67,8 +67,8 @@ import numpy as np  # noqa: E402
 GOAL_MS = {"p50": 3.0, "p99": 10.0}
 
 from ssvif_ros.cli import size_pair as parse_size  # noqa: E402
-from ssvif_ros.diagnostics import PERCENTILES, percentile  # noqa: E402
-from ssvif_ros.thermal import window_lut  # noqa: E402
+from ssvif_ros.fusion.thermal import window_lut  # noqa: E402
+from ssvif_ros.node.diagnostics import PERCENTILES, percentile  # noqa: E402
 from ssvif_ros.tools.dds import use_shm_transport  # noqa: E402  (the Fast DDS shared-memory profile)
 from ssvif_ros.tools.live import stop_process  # noqa: E402
 
@@ -320,7 +320,7 @@ def run_config(config: str, args: argparse.Namespace, weights: str | None) -> di
             )
             command += ["--relay-work"]
     else:
-        command = ["-m", "ssvif_ros.fuse_node", "--ros-args", *node_args]
+        command = ["-m", "ssvif_ros.node.fuse_node", "--ros-args", *node_args]
     log(f"{config}: starting the node ({model_note})")
     node_log = open(Path(args.log_dir) / f"node_{config}.log", "w+b")
     node = subprocess.Popen(
@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import rclpy
 
-    from ssvif_ros.engine import default_weights
+    from ssvif_ros.fusion.engine import default_weights
 
     args.log_dir = args.log_dir or tempfile.mkdtemp(prefix="node_latency_")
     Path(args.log_dir).mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a source checkout
 import torch  # noqa: E402
 
 from ssvif_ros.data.synthetic import write_dataset  # noqa: E402
-from ssvif_ros.engine import default_weights  # noqa: E402
+from ssvif_ros.fusion.engine import default_weights  # noqa: E402
 from ssvif_ros.tools.make_bag import RigOptions, make_bag  # noqa: E402
 from ssvif_ros.tools.replay import ReplayOptions, load_candidate, replay  # noqa: E402
 

@@ -35,10 +35,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ssvif_ros.losses import FusionLoss, csc_loss
 from ssvif_ros.models import SegHead, create_model, list_models
 from ssvif_ros.models.segformer import build_segformer
-from ssvif_ros.weighting import create_weighting, task_grad_norms
+from ssvif_ros.train.losses import FusionLoss, csc_loss
+from ssvif_ros.train.weighting import create_weighting, task_grad_norms
 
 
 def timed(step: Callable[[], None], steps: int, warmup: int) -> dict[str, float]:

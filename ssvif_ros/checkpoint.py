@@ -20,7 +20,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .models import create_model
+from ssvif_ros.models import create_model
 
 FORMAT = "ssvif_ros.checkpoint/1"
 MODEL_PREFIX = "model."
@@ -151,7 +151,7 @@ def load_checkpoint(path: str | os.PathLike, with_seg_head: bool = True) -> Chec
     _load_prefixed(model, tensors, MODEL_PREFIX, path)
     seg_head = None
     if with_seg_head and meta.get("seg_head"):
-        from .models.heads import SegHead
+        from ssvif_ros.models.heads import SegHead
 
         seg_head = SegHead(**meta["seg_head"])
         _load_prefixed(seg_head, tensors, SEG_HEAD_PREFIX, path)

@@ -1,4 +1,5 @@
-"""Classic fusion baselines (ssvif_ros/baselines.py): shapes, colour handling, the fusion rules, pyramids."""
+"""Classic fusion baselines (ssvif_ros/fusion/baselines.py): shapes, colour handling, the fusion rules,
+pyramids."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from ssvif_ros.baselines import (
+from ssvif_ros.fusion.baselines import (
     BASELINES,
     collapse_laplacian_pyramid,
     fuse_average,

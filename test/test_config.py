@@ -1,4 +1,4 @@
-"""ssvif_ros.config: YAML + dotted overrides checked against a defaults dict; ssvif_ros.train_state basics."""
+"""ssvif_ros.config: YAML + dotted overrides checked against a defaults dict; ssvif_ros.train.state basics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from ssvif_ros.config import ConfigError, diff_configs, dump_config, get_dotted, load_config, parse_override
-from ssvif_ros.train_state import (
+from ssvif_ros.train.state import (
     capture_rng_state,
     flatten_state,
     latest_train_state,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssvif_ros.diagnostics import (
+from ssvif_ros.node.diagnostics import (
     ERROR,
     OK,
     WARN,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ssvif_ros.dispatch import LatestMailbox, NewestDispatcher
+from ssvif_ros.node.dispatch import LatestMailbox, NewestDispatcher
 
 
 def test_latest_mailbox_keeps_only_the_newest_item():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ssvif_ros.checkpoint import save_checkpoint
-from ssvif_ros.engine import FusionEngine, resolve_device
+from ssvif_ros.fusion.engine import FusionEngine, resolve_device
 from ssvif_ros.models import SegHead, create_model
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ssvif_ros.backends import BackendUnavailable, PassthroughBackend, create_backend
 from ssvif_ros.checkpoint import save_checkpoint
-from ssvif_ros.engine import FusionEngine
+from ssvif_ros.fusion.backends import BackendUnavailable, PassthroughBackend, create_backend
+from ssvif_ros.fusion.engine import FusionEngine
 from ssvif_ros.models import SegHead, create_model
 
 CPU = torch.device("cpu")

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from ssvif_ros.baselines import fuse_baseline
 from ssvif_ros.checkpoint import save_checkpoint
 from ssvif_ros.cli import load_script
 from ssvif_ros.data.synthetic import write_dataset
-from ssvif_ros.metrics import evaluate_fusion
+from ssvif_ros.eval.metrics import evaluate_fusion
+from ssvif_ros.fusion.baselines import fuse_baseline
 from ssvif_ros.models import create_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "evaluate_fusion.py"

@@ -15,7 +15,8 @@ from ssvif_ros.cli import load_script
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from ssvif_ros.backends.onnxruntime_backend import (  # noqa: E402
+from ssvif_ros.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from ssvif_ros.fusion.backends.onnxruntime_backend import (  # noqa: E402
     FusionExportWrapper,
     StaleExportError,
     check_export_current,
@@ -23,7 +24,6 @@ from ssvif_ros.backends.onnxruntime_backend import (  # noqa: E402
     params_sha256,
     sidecar_of,
 )
-from ssvif_ros.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from ssvif_ros.models import SegHead, create_model  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "export.py"

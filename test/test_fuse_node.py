@@ -30,14 +30,14 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from ssvif_ros.checkpoint import save_checkpoint  # noqa: E402
-from ssvif_ros.diagnostics import values_from_status  # noqa: E402
-from ssvif_ros.engine import FusionEngine, default_weights  # noqa: E402
-from ssvif_ros.fuse_node import PARAMETERS, ConfigError, FuseNode, parse_config  # noqa: E402
+from ssvif_ros.fusion.engine import FusionEngine, default_weights  # noqa: E402
+from ssvif_ros.fusion.overlay import MaskOverlay, class_palette  # noqa: E402
+from ssvif_ros.fusion.registration import Registration  # noqa: E402
+from ssvif_ros.fusion.thermal import ThermalToU8  # noqa: E402
 from ssvif_ros.io.image_msg import image_to_numpy  # noqa: E402
 from ssvif_ros.models import SegHead, create_model  # noqa: E402
-from ssvif_ros.overlay import MaskOverlay, class_palette  # noqa: E402
-from ssvif_ros.registration import Registration  # noqa: E402
-from ssvif_ros.thermal import ThermalToU8  # noqa: E402
+from ssvif_ros.node.diagnostics import values_from_status  # noqa: E402
+from ssvif_ros.node.fuse_node import PARAMETERS, ConfigError, FuseNode, parse_config  # noqa: E402
 from ssvif_ros.tools.live import stop_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -449,7 +449,7 @@ def test_latest_policy_pairs_a_visible_frame_with_the_closest_recent_thermal(gra
     (msg,) = graph.received[FUSED][t0]
     assert msg.encoding == "bgr8"
     np.testing.assert_array_equal(pixels_of(msg)[..., ::-1], scene.expected(vis, closest)[0])
-    assert node.diagnostics.info["sync"] == "ssvif_ros.sync latest"
+    assert node.diagnostics.info["sync"] == "ssvif_ros.fusion.pairing latest"
 
 
 @pytest.mark.ros
@@ -546,7 +546,7 @@ def test_invalid_parameters_stop_the_node_with_the_parameter_named(
     graph, checkpoint, overrides, parameter, words, monkeypatch
 ):
     # The "no weights" error is what a checkout without a shipped model sees.
-    monkeypatch.setattr("ssvif_ros.engine.default_weights", lambda: None)
+    monkeypatch.setattr("ssvif_ros.fusion.engine.default_weights", lambda: None)
     params = node_params(checkpoint, **{"warmup.visible_size": [0, 0]}, **overrides)
     if parameter is None:
         graph.fuse_node(params)
@@ -587,7 +587,7 @@ def test_every_parameter_is_documented_in_config_fuse_yaml_with_its_default():
 def _start_node(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "ssvif_ros.fuse_node", "--ros-args", *args],
+            [sys.executable, "-m", "ssvif_ros.node.fuse_node", "--ros-args", *args],
             cwd=REPO,
             env=os.environ,
             stdout=out,

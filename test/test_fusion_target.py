@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from ssvif_ros.baselines import fuse_baseline
-from ssvif_ros.losses import (
+from ssvif_ros.fusion.baselines import fuse_baseline
+from ssvif_ros.models import create_model
+from ssvif_ros.models.guides import SaliencyRule, fused_luminance, gaussian_blur, guide_image
+from ssvif_ros.train.losses import (
     FusionLoss,
     balanced_pseudo_label,
     csc_loss,
@@ -17,8 +19,6 @@ from ssvif_ros.losses import (
     marginal_entropy_gap,
     sinkhorn_equipartition,
 )
-from ssvif_ros.models import create_model
-from ssvif_ros.models.guides import SaliencyRule, fused_luminance, gaussian_blur, guide_image
 
 
 def _road_with_line() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ssvif_ros.fuse_node import NODE_NAME, THERMAL_TOPIC, VISIBLE_TOPIC
+from ssvif_ros.node.fuse_node import NODE_NAME, THERMAL_TOPIC, VISIBLE_TOPIC
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "fuse.launch.py"
@@ -161,7 +161,9 @@ def test_launch_file_declares_arguments_runs_the_installed_executable_and_remaps
     assert resolve(node.package, values, share) == "ssvif_ros"
     scripts = console_scripts()
     executable = resolve(node.executable, values, share)
-    assert scripts.get(executable) == "ssvif_ros.fuse_node:main", f"{executable} is not installed by setup.py"
+    assert scripts.get(executable) == "ssvif_ros.node.fuse_node:main", (
+        f"{executable} is not installed by setup.py"
+    )
     assert resolve(node.name, values, share) == NODE_NAME
     assert resolve(node.namespace, values, share) == ""
 

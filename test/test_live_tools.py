@@ -157,7 +157,7 @@ def test_play_node_record_round_trip_keeps_or_maps_stamps_and_record_stops_on_si
     ready = tmp_path / "record.ready"
     logs = [tmp_path / "node.log", tmp_path / "record.log"]
     node = _spawn(
-        "ssvif_ros.fuse_node",
+        "ssvif_ros.node.fuse_node",
         [
             "--ros-args",
             "--params-file", str(REPO / "config" / "fuse.yaml"),

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim
 
-from ssvif_ros.losses import FusionLoss, csc_loss, csc_pseudo_label, sobel_magnitude, soft_dice_loss
 from ssvif_ros.models.color import rgb_to_ycbcr
+from ssvif_ros.train.losses import FusionLoss, csc_loss, csc_pseudo_label, sobel_magnitude, soft_dice_loss
 
 SIZE = 24  # at least the 11-pixel SSIM window
 

@@ -17,7 +17,7 @@ from scipy.signal import convolve2d, correlate2d
 from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import structural_similarity
 
-from ssvif_ros import metrics
+from ssvif_ros.eval import metrics
 
 # ---------------------------------------------------------------------------------------------------
 # Test images

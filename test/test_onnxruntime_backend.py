@@ -13,10 +13,10 @@ import torch
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from ssvif_ros.backends import BackendUnavailable, create_backend
-from ssvif_ros.backends import onnxruntime_backend as ortb
 from ssvif_ros.checkpoint import save_checkpoint
-from ssvif_ros.engine import FusionEngine, default_weights
+from ssvif_ros.fusion.backends import BackendUnavailable, create_backend
+from ssvif_ros.fusion.backends import onnxruntime_backend as ortb
+from ssvif_ros.fusion.engine import FusionEngine, default_weights
 from ssvif_ros.models import SegHead, create_model
 
 CPU = torch.device("cpu")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ssvif_ros.data.synthetic import palette as synthetic_palette
-from ssvif_ros.overlay import (
+from ssvif_ros.fusion.overlay import (
     DEFAULT_NUM_COLOURS,
     IGNORE_INDEX,
     MAX_CLASSES,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssvif_ros.registration import Registration
+from ssvif_ros.fusion.registration import Registration
 
 RNG = np.random.default_rng(11)
 

@@ -11,14 +11,14 @@ import torch
 
 from ssvif_ros.checkpoint import save_checkpoint
 from ssvif_ros.data.synthetic import write_dataset
-from ssvif_ros.engine import FusionEngine
+from ssvif_ros.eval.metrics import confusion_matrix, evaluate_fusion, mean_iou
+from ssvif_ros.fusion.engine import FusionEngine
+from ssvif_ros.fusion.registration import Registration
+from ssvif_ros.fusion.thermal import ThermalToU8
 from ssvif_ros.io.bags import IMAGE_TYPE, make_image_msg, open_reader, open_writer, stamp_ns, typestore
 from ssvif_ros.io.image_msg import image_to_numpy, to_rgb8, to_thermal
-from ssvif_ros.metrics import confusion_matrix, evaluate_fusion, mean_iou
 from ssvif_ros.models import create_model
 from ssvif_ros.models.heads import SegHead
-from ssvif_ros.registration import Registration
-from ssvif_ros.thermal import ThermalToU8
 from ssvif_ros.tools.make_bag import RigOptions, make_bag
 from ssvif_ros.tools.replay import (
     NODE_DEFAULTS,
@@ -225,7 +225,7 @@ def test_compare_mode_table(tmp_path, scenes, checkpoint, capsys):
 def test_defaults_follow_the_node_and_its_params_file(tmp_path):
     rclpy = pytest.importorskip("rclpy")
     assert rclpy is not None
-    from ssvif_ros.fuse_node import PARAMETERS
+    from ssvif_ros.node.fuse_node import PARAMETERS
 
     node = {spec.name: spec.default for spec in PARAMETERS}
     for key, value in NODE_DEFAULTS.items():

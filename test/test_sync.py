@@ -1,5 +1,6 @@
-"""Tests for ssvif_ros.sync: hand-made sequences with known pairs, seeded jittery streams checked against an
-independent brute-force reference, accounting, errors, thread-safety and the message_filters guard."""
+"""Tests for ssvif_ros.fusion.pairing: hand-made sequences with known pairs, seeded jittery streams checked
+against an independent brute-force reference, accounting, errors, thread-safety and the message_filters
+guard."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ssvif_ros.sync import (
+from ssvif_ros.fusion.pairing import (
     ApproximateTimeSync,
     LatestSync,
     Pair,

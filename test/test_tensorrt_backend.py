@@ -10,9 +10,9 @@ from types import ModuleType, SimpleNamespace
 import pytest
 import torch
 
-from ssvif_ros.backends import BackendUnavailable, create_backend
-from ssvif_ros.backends import tensorrt_backend as trtb
-from ssvif_ros.backends.onnxruntime_backend import FusionExportWrapper, sidecar_of
+from ssvif_ros.fusion.backends import BackendUnavailable, create_backend
+from ssvif_ros.fusion.backends import tensorrt_backend as trtb
+from ssvif_ros.fusion.backends.onnxruntime_backend import FusionExportWrapper, sidecar_of
 from ssvif_ros.models import SegHead, create_model
 
 CPU = torch.device("cpu")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ssvif_ros.data.image_files import thermal16_to_uint8
-from ssvif_ros.thermal import ThermalToU8, apply_window, percentile_window, window_lut
+from ssvif_ros.fusion.thermal import ThermalToU8, apply_window, percentile_window, window_lut
 
 RNG = np.random.default_rng(3)
 

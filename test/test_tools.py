@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssvif_ros.baselines import fuse_baseline
 from ssvif_ros.checkpoint import save_checkpoint
-from ssvif_ros.engine import FusionEngine
+from ssvif_ros.fusion.baselines import fuse_baseline
+from ssvif_ros.fusion.engine import FusionEngine
 from ssvif_ros.models import create_model
 from ssvif_ros.tools import fuse_images
 

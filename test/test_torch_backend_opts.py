@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from ssvif_ros.backends.torch_backend import TorchBackend, fold_conv_batchnorm
-from ssvif_ros.engine import FusionEngine, empty_inputs
+from ssvif_ros.fusion.backends.torch_backend import TorchBackend, fold_conv_batchnorm
+from ssvif_ros.fusion.engine import FusionEngine, empty_inputs
 from ssvif_ros.models import SegHead, create_model
 
 CPU = torch.device("cpu")

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from ssvif_ros.checkpoint import load_checkpoint
 from ssvif_ros.cli import load_script
 from ssvif_ros.data import DatasetError, PairedFolderDataset, read_label, split_train_val
-from ssvif_ros.train_state import latest_train_state, load_train_state
+from ssvif_ros.train.state import latest_train_state, load_train_state
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_PY = REPO / "training" / "train.py"

@@ -23,7 +23,7 @@ from PIL import Image
 
 from ssvif_ros.checkpoint import load_checkpoint
 from ssvif_ros.cli import load_script
-from ssvif_ros.losses import soft_dice_loss, supervised_seg_loss
+from ssvif_ros.train.losses import soft_dice_loss, supervised_seg_loss
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_PY = REPO / "training" / "train.py"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from ssvif_ros.weighting import (
+from ssvif_ros.train.weighting import (
     WEIGHTING_NAMES,
     DWAWeighting,
     FixedWeighting,

@@ -45,8 +45,8 @@ sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the
 TRAIN_PY = REPO_ROOT / "training" / "train.py"
 
 from ssvif_ros.cli import comma_list, load_script  # noqa: E402
-from ssvif_ros.metrics import METRIC_NAMES  # noqa: E402
-from ssvif_ros.train_state import latest_train_state  # noqa: E402
+from ssvif_ros.eval.metrics import METRIC_NAMES  # noqa: E402
+from ssvif_ros.train.state import latest_train_state  # noqa: E402
 
 evaluate_fusion = load_script(REPO_ROOT / "training" / "evaluate_fusion.py")
 

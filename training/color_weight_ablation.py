@@ -4,8 +4,8 @@ For each λ in ``--weights-list`` a fresh ``lightunet`` is trained from the same
 weights, same crops in the same order: only λ differs) with
 ``FusionLoss(w_int=20, w_grad=20, w_ssim=10, w_color=λ)``, Adam, for ``--steps`` steps on random
 crops; it is saved with :func:`ssvif_ros.checkpoint.save_checkpoint` and evaluated at full resolution
-through :class:`ssvif_ros.engine.FusionEngine` (the path the node uses) with
-:func:`ssvif_ros.metrics.evaluate_fusion`. One JSON record per λ is printed (metric means over the
+through :class:`ssvif_ros.fusion.engine.FusionEngine` (the path the node uses) with
+:func:`ssvif_ros.eval.metrics.evaluate_fusion`. One JSON record per λ is printed (metric means over the
 evaluation pairs, training seconds); ``--out x.json`` also keeps per-image scores, ``--out x.md`` writes
 a Markdown table.
 
@@ -40,10 +40,10 @@ sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the
 
 from ssvif_ros.checkpoint import save_checkpoint  # noqa: E402
 from ssvif_ros.data import PairedFolderDataset, manifest_splits, train_transform  # noqa: E402
-from ssvif_ros.engine import FusionEngine  # noqa: E402
-from ssvif_ros.losses import FUSION_TERMS, FusionLoss  # noqa: E402
-from ssvif_ros.metrics import evaluate_fusion  # noqa: E402
+from ssvif_ros.eval.metrics import evaluate_fusion  # noqa: E402
+from ssvif_ros.fusion.engine import FusionEngine  # noqa: E402
 from ssvif_ros.models import create_model  # noqa: E402
+from ssvif_ros.train.losses import FUSION_TERMS, FusionLoss  # noqa: E402
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 METRIC_COLUMNS = ("DeltaE", "SSIM", "MS_SSIM", "Qabf", "VIF", "MI", "EN")

@@ -26,10 +26,10 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
 
-from ssvif_ros.baselines import BASELINES, fuse_baseline  # noqa: E402
 from ssvif_ros.data import PairedFolderDataset, manifest_splits  # noqa: E402
 from ssvif_ros.data.image_files import read_visible  # noqa: E402
-from ssvif_ros.metrics import METRIC_NAMES, evaluate_fusion  # noqa: E402
+from ssvif_ros.eval.metrics import METRIC_NAMES, evaluate_fusion  # noqa: E402
+from ssvif_ros.fusion.baselines import BASELINES, fuse_baseline  # noqa: E402
 from ssvif_ros.tools.demo import contact_sheet, labelled  # noqa: E402
 
 Fuser = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
@@ -50,7 +50,7 @@ def make_method(spec: str, device: str = "cpu") -> tuple[str, Fuser]:
         return spec, lambda name, vis, ir: fuse_baseline(spec, vis, ir)
     path = Path(spec)
     if path.suffix == ".safetensors":
-        from ssvif_ros.engine import FusionEngine
+        from ssvif_ros.fusion.engine import FusionEngine
 
         engine = FusionEngine(weights=path, device=device)
         label = path.stem if path.parent == Path(".") else f"{path.parent.name}/{path.stem}"

@@ -97,9 +97,9 @@ from ssvif_ros.config import ConfigError, dump_config, load_config  # noqa: E402
 from ssvif_ros.data import PairedFolderDataset, manifest_splits, read_pair_arrays, split_train_val  # noqa: E402
 from ssvif_ros.data.image_files import DatasetError  # noqa: E402
 from ssvif_ros.data.pairs import PairFiles, list_images  # noqa: E402
-from ssvif_ros.losses import labelled_ce, labelled_ce_dice  # noqa: E402
-from ssvif_ros.metrics import confusion_matrix, iou_per_class, mean_iou  # noqa: E402
+from ssvif_ros.eval.metrics import confusion_matrix, iou_per_class, mean_iou  # noqa: E402
 from ssvif_ros.models.segformer import SegFormer, build_segformer  # noqa: E402
+from ssvif_ros.train.losses import labelled_ce, labelled_ce_dice  # noqa: E402
 
 log = logging.getLogger("evaluate_segmentation")
 

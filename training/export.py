@@ -5,7 +5,8 @@
 
 Writes ``DIR/<weights stem>.onnx`` with inputs ``vis`` (1,C,H,W), ``ir`` (1,1,H,W) float32 in [0,1] and
 outputs ``fused`` (1,C,H,W) float32 in [0,1] plus, when the checkpoint has a segmentation head, ``labels``
-(1,H,W) uint8 class ids (argmax in the graph; see :mod:`ssvif_ros.backends.onnxruntime_backend`), and its
+(1,H,W) uint8 class ids (argmax in the graph; see :mod:`ssvif_ros.fusion.backends.onnxruntime_backend`),
+and its
 sidecar ``<stem>.onnx.json`` (model, weights_sha256, params_sha256, size or "dynamic", opset, errors).
 ``--dynamic`` makes H and W dynamic (not for swinfusion); otherwise the graph is fixed at ``--size``.
 ``--torch-export`` also writes ``<stem>.pt2`` (``torch.export.save``), always at the fixed ``--size``.
@@ -31,7 +32,9 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
 
-from ssvif_ros.backends.onnxruntime_backend import (  # noqa: E402
+from ssvif_ros.checkpoint import load_checkpoint  # noqa: E402
+from ssvif_ros.cli import size_arg  # noqa: E402
+from ssvif_ros.fusion.backends.onnxruntime_backend import (  # noqa: E402
     DEFAULT_OPSET,
     FIXED_SIZE_MODELS,
     FusionExportWrapper,
@@ -40,8 +43,6 @@ from ssvif_ros.backends.onnxruntime_backend import (  # noqa: E402
     params_sha256,
     write_export_sidecar,
 )
-from ssvif_ros.checkpoint import load_checkpoint  # noqa: E402
-from ssvif_ros.cli import size_arg  # noqa: E402
 
 Runner = Callable[[torch.Tensor, torch.Tensor], tuple[np.ndarray, np.ndarray | None]]
 

@@ -3,9 +3,11 @@
     python training/precision_quality.py --data ../shared/data/msrs_subset --split test --threads 1 \
         --out results/precision [--weights W.safetensors] [--precisions fp32,fp16,bf16,int8] [--limit N]
 
-Every pair of ``--split`` is fused at each precision through :class:`~ssvif_ros.engine.FusionEngine` (the
+Every pair of ``--split`` is fused at each precision through :class:`~ssvif_ros.fusion.engine.FusionEngine`
+(the
 same uint8 ↔ float conversion for all, only the backend differs) and scored with
-:func:`ssvif_ros.metrics.evaluate_fusion`, the code path of ``training/evaluate_fusion.py``. Per precision:
+:func:`ssvif_ros.eval.metrics.evaluate_fusion`, the code path of ``training/evaluate_fusion.py``. Per
+precision:
 the seven metric means, their change from fp32, how far the uint8 fused image moved from fp32's (max abs
 grey-level difference, mean abs difference, % of pixels with any channel changed) and the median latency
 per image at ``--threads`` (indicative only: the CPU is shared). Writes ``precision.json`` and
@@ -50,13 +52,13 @@ from torch import nn
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing the package
 
-from ssvif_ros.backends.onnxruntime_backend import FusionExportWrapper, export_onnx, open_session  # noqa: E402
-from ssvif_ros.backends.torch_backend import TorchBackend  # noqa: E402
 from ssvif_ros.checkpoint import Checkpoint, atomic_write_bytes, load_checkpoint  # noqa: E402
 from ssvif_ros.cli import comma_list, load_script  # noqa: E402
 from ssvif_ros.data import PairedFolderDataset  # noqa: E402
-from ssvif_ros.engine import FusionEngine, default_weights  # noqa: E402
-from ssvif_ros.metrics import METRIC_NAMES, evaluate_fusion  # noqa: E402
+from ssvif_ros.eval.metrics import METRIC_NAMES, evaluate_fusion  # noqa: E402
+from ssvif_ros.fusion.backends.onnxruntime_backend import FusionExportWrapper, export_onnx, open_session  # noqa: E402
+from ssvif_ros.fusion.backends.torch_backend import TorchBackend  # noqa: E402
+from ssvif_ros.fusion.engine import FusionEngine, default_weights  # noqa: E402
 
 
 def _load_script(name: str) -> Any:
@@ -100,7 +102,8 @@ def parse_precisions(text: str | Sequence[str]) -> list[str]:
 class CastTorchBackend(TorchBackend):
     """The engine's CPU torch backend (copy, BN folded, channels_last) with weights and inputs in ``dtype``.
 
-    :func:`~ssvif_ros.backends.create_backend` allows fp16 only on CUDA (where it is fast); this class exists
+    :func:`~ssvif_ros.fusion.backends.create_backend` allows fp16 only on CUDA (where it is fast); this
+    class exists
     to measure the rounding cost of fp16/bf16 on the CPU, not to deploy them there.
     """
 
@@ -113,7 +116,7 @@ class CastTorchBackend(TorchBackend):
 
 class OnnxSessionBackend:
     """An ONNX Runtime session over a fused-only graph (inputs ``vis``, ``ir``; output ``fused``) as a
-    :class:`~ssvif_ros.backends.Backend`: (1,3,H,W), (1,1,H,W) float32 -> ((1,3,H,W) float32, None)."""
+    :class:`~ssvif_ros.fusion.backends.Backend`: (1,3,H,W), (1,1,H,W) float32 -> ((1,3,H,W) float32, None)."""
 
     name = "onnxruntime"
     has_segmentation = False
@@ -411,7 +414,7 @@ def _build_runs(
         return runs, {"error": _error_text(e)}
     build_s = time.perf_counter() - t0
     info: dict[str, Any] = {
-        "export": "dynamic H×W, fused output only, opset of ssvif_ros.backends.onnxruntime_backend",
+        "export": "dynamic H×W, fused output only, opset of ssvif_ros.fusion.backends.onnxruntime_backend",
         "fp32_export_max_abs_error_vs_torch": artifacts.fp32_max_abs_error,
         "export_and_quantization_s": build_s,
         "quantization_preprocess_error": artifacts.preprocess_error,

@@ -106,7 +106,7 @@ def probe(
     limit: int | None = None,
 ) -> dict[str, dict]:  # fmt: skip
     """Run each checkpoint's head over the labelled pairs of ``roots`` and score it (see module doc)."""
-    from ssvif_ros.engine import FusionEngine
+    from ssvif_ros.fusion.engine import FusionEngine
 
     dataset = PairedFolderDataset(list(roots), load_labels=True)
     select_indices = load_script(Path(__file__).with_name("evaluate_fusion.py")).select_indices

@@ -8,7 +8,7 @@
 
 The recipe (SSVIF, arXiv 2509.22450)
 ------------------------------------
-- Stage I: the fusion model alone, on the fusion loss (:class:`ssvif_ros.losses.FusionLoss`). At the end
+- Stage I: the fusion model alone, on the fusion loss (:class:`ssvif_ros.train.losses.FusionLoss`). At the end
   of every Stage I epoch the mean training fusion loss is compared with the previous epoch's: when it
   rises, Stage II starts with the next epoch. ``ssvif.stage1_max_epochs`` forces the switch after that
   many Stage I epochs (tests; an upper bound on long runs); it is ``null`` (off) in the paper configs.
@@ -30,7 +30,7 @@ The recipe (SSVIF, arXiv 2509.22450)
   ``csc`` columns (``train_csc``, ``val_csc``, ``csc``, ``grad_norm_csc``, ``gn_csc``) and
   ``teacher_a`` stays empty. Needs the segmentation branches: not with ``ssvif.csc: false`` or
   ``framework: original`` (config errors).
-- ``w`` is set once per epoch by the weighting scheme (:mod:`ssvif_ros.weighting`; default GDWA). GDWA
+- ``w`` is set once per epoch by the weighting scheme (:mod:`ssvif_ros.train.weighting`; default GDWA). GDWA
   needs the norms of the gradients of the unweighted fusion and CSC losses on the fusion model's
   parameters: measured with ``task_grad_norms`` on steps ``step % weighting.gdwa_measure_every == 0``
   (two extra backward passes each time, so every 10th step costs about 3 backward passes instead of 1;
@@ -73,7 +73,7 @@ Run folder (``run.dir``; default ``runs/<config name>-<time>``)
 model + SegHead via :func:`ssvif_ros.checkpoint.save_checkpoint`; the sidecar holds the config, epoch,
 step, stage, weighting state, best validation loss), ``state/e{epoch}-s{step}.safetensors``/``.json``
 (everything for an exact resume: all weights incl. SegFormer, optimizer, scaler, weighting, trainer
-counters, each rank's RNG states; :mod:`ssvif_ros.train_state`), ``metrics.csv`` (one row per epoch),
+counters, each rank's RNG states; :mod:`ssvif_ros.train.state`), ``metrics.csv`` (one row per epoch),
 ``steps.csv`` (every ``training.log_every_steps`` steps, rank 0's batches), ``tensorboard/``,
 ``curves.png`` and ``summary.json`` at the end. Only rank 0 writes (``debug/`` excepted).
 
@@ -133,10 +133,10 @@ from ssvif_ros.data import (  # noqa: E402
     to_tensors,
     train_transform,
 )
-from ssvif_ros.losses import CSC_BALANCES, FusionLoss, csc_loss, supervised_seg_loss  # noqa: E402
 from ssvif_ros.models import SegHead, create_model  # noqa: E402
 from ssvif_ros.models.guides import GUIDES  # noqa: E402
-from ssvif_ros.train_state import (  # noqa: E402
+from ssvif_ros.train.losses import CSC_BALANCES, FusionLoss, csc_loss, supervised_seg_loss  # noqa: E402
+from ssvif_ros.train.state import (  # noqa: E402
     capture_rng_state,
     flatten_state,
     latest_train_state,
@@ -146,7 +146,7 @@ from ssvif_ros.train_state import (  # noqa: E402
     save_train_state,
     unflatten_state,
 )
-from ssvif_ros.weighting import (  # noqa: E402
+from ssvif_ros.train.weighting import (  # noqa: E402
     create_weighting,
     projection_coefficient,
     task_grad_norms,

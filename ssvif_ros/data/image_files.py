@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from ..thermal import apply_window, percentile_window
+from ssvif_ros.fusion.thermal import apply_window, percentile_window
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 """File extensions (lower case) taken as images; matched case-insensitively. TIFF is accepted because raw

@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ..cli import size_arg
+from ssvif_ros.cli import size_arg
 
 # --------------------------------------------------------------------------------------------- classes
 

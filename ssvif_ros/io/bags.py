@@ -32,7 +32,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterEr
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from .image_msg import ENCODINGS, _checked_array
+from ssvif_ros.io.image_msg import ENCODINGS, _checked_array
 
 __all__ = [
     "IMAGE_TYPE",

@@ -4,10 +4,10 @@ The SegFormer branch lives in :mod:`ssvif_ros.models.segformer` and is not impor
 ``transformers``, which inference never needs.
 """
 
-from .base import FusionModel
-from .color import YChannelFusion, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
-from .heads import SegHead
-from .registry import create_model, list_models, register_model
+from ssvif_ros.models.base import FusionModel
+from ssvif_ros.models.color import YChannelFusion, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from ssvif_ros.models.heads import SegHead
+from ssvif_ros.models.registry import create_model, list_models, register_model
 
 __all__ = [
     "FusionModel",

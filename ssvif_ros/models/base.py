@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .color import infrared_single_channel
+from ssvif_ros.models.color import infrared_single_channel
 
 
 class FusionModel(nn.Module):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .color import rgb_to_y
+from ssvif_ros.models.color import rgb_to_y
 
 GUIDES = ("max", "saliency")
 

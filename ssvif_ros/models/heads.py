@@ -1,7 +1,7 @@
 """The training-only segmentation head that reads a fusion model's features (the SSVIF fused-feature branch).
 
 Its logits are one of the two branches compared by the cross-segmentation consistency loss
-(:func:`ssvif_ros.losses.csc_loss`); the head is dropped at deployment, so it is kept small.
+(:func:`ssvif_ros.train.losses.csc_loss`); the head is dropped at deployment, so it is kept small.
 """
 
 from __future__ import annotations

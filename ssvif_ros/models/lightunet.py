@@ -39,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FusionModel
-from .guides import GUIDES, guide_image
-from .registry import register_model
+from ssvif_ros.models.base import FusionModel
+from ssvif_ros.models.guides import GUIDES, guide_image
+from ssvif_ros.models.registry import register_model
 
 GUIDE_EPS = 1e-3  # keeps logit(guide) finite for black or saturated pixels
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .color import YChannelFusion
+from ssvif_ros.models.color import YChannelFusion
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -62,4 +62,4 @@ def create_model(name: str, color: str = "rgb", **cfg) -> nn.Module:
 
 def _import_builtin_models() -> None:
     # Importing the modules runs their @register_model decorators.
-    from . import lightunet, seafusion, swinfusion  # noqa: F401
+    from ssvif_ros.models import lightunet, seafusion, swinfusion  # noqa: F401

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FusionModel
-from .registry import register_model
+from ssvif_ros.models.base import FusionModel
+from ssvif_ros.models.registry import register_model
 
 ENCODER_CHANNELS = (16, 32, 48)
 CONV_SLOPE = 0.2  # conv-LeakyReLU layers (reference code)

@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FusionModel
-from .registry import register_model
+from ssvif_ros.models.base import FusionModel
+from ssvif_ros.models.registry import register_model
 
 # The additive mask value of the reference implementation: exp(-100) underflows to 0 in the softmax, yet
 # stays finite in float16 (an exported engine sees no -inf).

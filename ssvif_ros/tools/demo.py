@@ -8,7 +8,8 @@ Steps (every process is started from here and killed in a ``finally`` block):
 1. input: without ``--bag``, ``--frames`` synthetic night / fog / day road scenes
    (:func:`ssvif_ros.data.synthetic.write_dataset`) become a 10 Hz rosbag2 bag with ``ssvif-make-bag``
    (visible, thermal, labels topics); kept in ``OUT/input`` and reused while the arguments do not change;
-2. live: the fusion node (``python -m ssvif_ros.fuse_node --ros-args --params-file config/fuse.yaml``, the
+2. live: the fusion node (``python -m ssvif_ros.node.fuse_node --ros-args --params-file config/fuse.yaml``,
+the
    shipped model, reliable inputs) fuses what ``ssvif-play`` publishes from the bag in real time (header
    stamps moved onto the wall clock, so the node's latency is stamp → publish), while ``ssvif-record``
    writes the node's outputs and ``/diagnostics`` to ``OUT/output_bag``;
@@ -41,8 +42,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..cli import size_arg
-from .live import stop_process
+from ssvif_ros.cli import size_arg
+from ssvif_ros.tools.live import stop_process
 
 NS = 1_000_000_000
 CONDITIONS = ("night", "fog", "day")
@@ -151,8 +152,8 @@ def prepare_synthetic_bag(
 ) -> Path:
     """``input_dir/bag``: ``frames`` generated scenes (conditions cycling night, fog, day) at ``rate`` Hz;
     reused when ``input_dir/params.json`` records the same arguments."""
-    from ..data.synthetic import write_dataset
-    from .make_bag import RigOptions, make_bag
+    from ssvif_ros.data.synthetic import write_dataset
+    from ssvif_ros.tools.make_bag import RigOptions, make_bag
 
     params = {
         "frames": frames,
@@ -180,8 +181,8 @@ def prepare_synthetic_bag(
 
 def inspect_input(bag_path: Path, visible_topic: str, thermal_topic: str) -> dict[str, Any]:
     """Sizes and counts of the input topics (raises DemoError naming a missing topic)."""
-    from ..io.bags import open_reader
-    from ..io.image_msg import image_to_numpy
+    from ssvif_ros.io.bags import open_reader
+    from ssvif_ros.io.image_msg import image_to_numpy
 
     with open_reader(bag_path) as bag:
         topics = bag.topics()
@@ -205,7 +206,7 @@ def node_outputs(weights: str | None) -> list[str]:
     """The node's output topics for this checkpoint (segmentation and overlay need its segmentation head)."""
     outputs = [f"/{NODE_NAME}/fused/image"]
     if weights:
-        from ..checkpoint import read_sidecar
+        from ssvif_ros.checkpoint import read_sidecar
 
         if read_sidecar(weights).get("seg_head"):
             outputs += [f"/{NODE_NAME}/fused/segmentation", f"/{NODE_NAME}/fused/overlay"]
@@ -243,7 +244,7 @@ def run_live(
 
     started = time.monotonic()
     _say(f"live: starting {NODE_NAME} ({Path(weights).name if weights else 'random-init lightunet'})")
-    procs.start("node", "ssvif_ros.fuse_node", node_args)
+    procs.start("node", "ssvif_ros.node.fuse_node", node_args)
     procs.start(
         "record",
         "ssvif_ros.tools.record",
@@ -291,10 +292,10 @@ def analyse_live(
     output_bag: Path, input_bag: Path, args: argparse.Namespace, play: dict[str, Any], weights: str | None
 ) -> dict[str, Any]:
     """Frames, latency and a live = offline check from the recorded outputs (see the module docstring)."""
-    from ..diagnostics import values_from_status
-    from ..io.bags import open_reader, stamp_ns
-    from ..io.image_msg import to_rgb8, to_thermal
-    from .play import PlaySchedule
+    from ssvif_ros.io.bags import open_reader, stamp_ns
+    from ssvif_ros.io.image_msg import to_rgb8, to_thermal
+    from ssvif_ros.node.diagnostics import values_from_status
+    from ssvif_ros.tools.play import PlaySchedule
 
     fused_topic = f"/{NODE_NAME}/fused/image"
     overlay_topic = f"/{NODE_NAME}/fused/overlay"
@@ -326,9 +327,9 @@ def analyse_live(
     checked = 0
     wanted = _spread(sorted(by_original), 3)
     if wanted:
-        from ..engine import FusionEngine
-        from ..sync import create_sync
-        from ..thermal import ThermalToU8
+        from ssvif_ros.fusion.engine import FusionEngine
+        from ssvif_ros.fusion.pairing import create_sync
+        from ssvif_ros.fusion.thermal import ThermalToU8
 
         engine = FusionEngine(weights=weights) if weights else _untrained_engine()
         sync = create_sync("approximate", 10, 0.05)
@@ -399,7 +400,7 @@ def _spread(values: list[int], count: int) -> set[int]:
 def _untrained_engine() -> Any:
     import torch
 
-    from ..engine import FusionEngine
+    from ssvif_ros.fusion.engine import FusionEngine
 
     torch.manual_seed(0)  # the node's allow_untrained model
     return FusionEngine(model_name="lightunet")
@@ -524,11 +525,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_dir = args.out / "logs"
     log_dir.mkdir(exist_ok=True)
     if args.transport == "shm":
-        from .dds import use_shm_transport
+        from ssvif_ros.tools.dds import use_shm_transport
 
         use_shm_transport(log_dir)
 
-    from ..engine import default_weights
+    from ssvif_ros.fusion.engine import default_weights
 
     if args.threads > 0:  # the live-vs-offline check fuses a few frames here
         import torch

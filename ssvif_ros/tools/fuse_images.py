@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..baselines import BASELINES, fuse_baseline
-from ..data.image_files import read_infrared, read_visible
+from ssvif_ros.data.image_files import read_infrared, read_visible
+from ssvif_ros.fusion.baselines import BASELINES, fuse_baseline
 
 FuseFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -28,7 +28,7 @@ def make_fuser(weights: str | Path | None, baseline: str | None, device: str = "
         if baseline not in BASELINES:
             raise SystemExit(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
         return (lambda vis, ir: fuse_baseline(baseline, vis, ir)), f"classic baseline '{baseline}'"
-    from ..engine import FusionEngine, default_weights
+    from ssvif_ros.fusion.engine import FusionEngine, default_weights
 
     weights = weights or default_weights()
     if weights is None:
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fused {args.vis.name} + {args.ir.name} with {what} -> {args.out}")
         return 0
 
-    from ..data import PairedFolderDataset
+    from ssvif_ros.data import PairedFolderDataset
 
     dataset = PairedFolderDataset(args.folder)
     for i, name in enumerate(dataset.names):

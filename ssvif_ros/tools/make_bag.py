@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..cli import size_arg
-from ..data.image_files import DatasetError, read_infrared_raw, read_label, read_visible
-from ..data.pairs import PairFiles, match_pairs, resolve_layout
-from ..io.bags import IMAGE_TYPE, STORAGES, BagError, make_image_msg, open_writer
+from ssvif_ros.cli import size_arg
+from ssvif_ros.data.image_files import DatasetError, read_infrared_raw, read_label, read_visible
+from ssvif_ros.data.pairs import PairFiles, match_pairs, resolve_layout
+from ssvif_ros.io.bags import IMAGE_TYPE, STORAGES, BagError, make_image_msg, open_writer
 
 __all__ = ["BagPlan", "RigOptions", "main", "make_bag", "plan_stamps"]
 

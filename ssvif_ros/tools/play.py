@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .live import RELIABILITIES, StopFlag, log, message_class, network_note, qos_profile
+from ssvif_ros.tools.live import RELIABILITIES, StopFlag, log, message_class, network_note, qos_profile
 
 __all__ = ["IMAGE_TYPES", "PlaySchedule", "main", "select_topics"]
 
@@ -118,7 +118,7 @@ def select_topics(bag_topics: dict[str, str], requested: Sequence[str] | None) -
 
 def _with_stamp(msg: Any, stamp_ns: int) -> Any:
     """A copy of rosbags message ``msg`` with ``header.stamp`` set to ``stamp_ns`` (the pixels are shared)."""
-    from ..io.bags import typestore
+    from ssvif_ros.io.bags import typestore
 
     stamp = typestore().types["builtin_interfaces/msg/Time"](sec=stamp_ns // NS, nanosec=stamp_ns % NS)
     return dataclasses.replace(msg, header=dataclasses.replace(msg.header, stamp=stamp))
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
-    from ..io.bags import BagError, open_reader, typestore
+    from ssvif_ros.io.bags import BagError, open_reader, typestore
 
     full_argv = list(sys.argv[1:] if argv is None else argv)
     args = _parse(remove_ros_args([TOOL, *full_argv])[1:])

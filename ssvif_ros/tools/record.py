@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .live import RELIABILITIES, StopFlag, log, message_class, network_note, qos_profile
+from ssvif_ros.tools.live import RELIABILITIES, StopFlag, log, message_class, network_note, qos_profile
 
 __all__ = ["main"]
 
@@ -83,7 +83,7 @@ class Recorder:
         """Subscribe to pending topics that now have a publisher (and hence a known type)."""
         if not self.pending:
             return
-        from ..io.bags import typestore
+        from ssvif_ros.io.bags import typestore
 
         graph = dict(self.node.get_topic_names_and_types())
         for topic in list(self.pending):
@@ -111,7 +111,7 @@ class Recorder:
                 log(TOOL, f"recording {topic} ({msgtype})")
 
     def _on_message(self, topic: str, raw: bytes) -> None:
-        from ..io.bags import typestore
+        from ssvif_ros.io.bags import typestore
 
         received_ns = self.node.get_clock().now().nanoseconds
         msgtype = self.types[topic]
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
-    from ..io.bags import BagError, open_writer
+    from ssvif_ros.io.bags import BagError, open_writer
 
     full_argv = list(sys.argv[1:] if argv is None else argv)
     args = _parse(remove_ros_args([TOOL, *full_argv])[1:])

@@ -1,9 +1,11 @@
 """``ssvif-replay``: fuse a recorded rosbag2 bag offline, exactly as the node would, and report on it.
 
 Reads the visible and thermal ``sensor_msgs/Image`` topics in log-time order, pairs them by header stamp
-with the node's synchroniser (:func:`ssvif_ros.sync.create_sync`), converts and registers the thermal
-frame and fuses through the node's own per-pair code (:class:`ssvif_ros.pipeline.PairProcessor`), with
-the same :class:`~ssvif_ros.engine.FusionEngine`. No ROS needed; deterministic; as fast as the CPU allows
+with the node's synchroniser (:func:`ssvif_ros.fusion.pairing.create_sync`), converts and registers the
+thermal
+frame and fuses through the node's own per-pair code (:class:`ssvif_ros.fusion.pipeline.PairProcessor`), with
+the same :class:`~ssvif_ros.fusion.engine.FusionEngine`. No ROS needed; deterministic; as fast as the CPU
+allows
 (no real-time pacing). Writes into ``--out``:
 
 - ``report.md``: the summary, linking everything below;
@@ -13,7 +15,7 @@ the same :class:`~ssvif_ros.engine.FusionEngine`. No ROS needed; deterministic; 
 - ``contact_sheet.png`` (visible | thermal | fused | overlay for a few frames), ``metrics.png``,
   ``stamp_diff.png``, ``inference_time.png``.
 
-Fusion metrics (:func:`ssvif_ros.metrics.evaluate_fusion`, ~0.2 s a 640×480 frame) are computed every
+Fusion metrics (:func:`ssvif_ros.eval.metrics.evaluate_fusion`, ~0.2 s a 640×480 frame) are computed every
 ``--metrics-every`` pairs; mIoU when the bag has a labels topic (labels pair with visible frames by equal
 header stamp, else the nearest within the slop) and the model a segmentation head.
 
@@ -44,9 +46,13 @@ from typing import Any
 
 import numpy as np
 
-from ..baselines import BASELINES, fuse_baseline
-from ..engine import FusedResult
-from ..io.bags import (
+from ssvif_ros.eval.metrics import METRIC_NAMES, confusion_matrix, evaluate_fusion, iou_per_class, mean_iou
+from ssvif_ros.fusion.baselines import BASELINES, fuse_baseline
+from ssvif_ros.fusion.engine import FusedResult
+from ssvif_ros.fusion.pairing import POLICIES, create_sync
+from ssvif_ros.fusion.pipeline import IDENTITY, PairProcessor, timed_fuse
+from ssvif_ros.fusion.thermal import ThermalToU8
+from ssvif_ros.io.bags import (
     IMAGE_TYPE,
     STORAGES,
     BagError,
@@ -56,11 +62,7 @@ from ..io.bags import (
     open_writer,
     stamp_ns,
 )
-from ..io.image_msg import MalformedImage, image_to_numpy, to_rgb8, to_thermal
-from ..metrics import METRIC_NAMES, confusion_matrix, evaluate_fusion, iou_per_class, mean_iou
-from ..pipeline import IDENTITY, PairProcessor, timed_fuse
-from ..sync import POLICIES, create_sync
-from ..thermal import ThermalToU8
+from ssvif_ros.io.image_msg import MalformedImage, image_to_numpy, to_rgb8, to_thermal
 
 __all__ = [
     "NODE_DEFAULTS",
@@ -90,7 +92,7 @@ NODE_DEFAULTS: dict[str, Any] = {
     "registration.max_aspect_mismatch": 0.25,
     "outputs.overlay_alpha": 0.5,
 }
-"""The node's defaults (``ssvif_ros/fuse_node.py`` PARAMETERS) for what the replay shares with it."""
+"""The node's defaults (``ssvif_ros/node/fuse_node.py`` PARAMETERS) for what the replay shares with it."""
 
 _LABEL_BUFFER = 256  # labels / predictions kept while waiting for their partner
 
@@ -146,8 +148,8 @@ def load_candidate(
 ) -> Candidate:
     """A :class:`Candidate` from ``spec``: a checkpoint path, a baseline name, ``passthrough``, or a
     registered model name (random weights, seeded: for cost measurements only)."""
-    from ..engine import FusionEngine
-    from ..models import list_models
+    from ssvif_ros.fusion.engine import FusionEngine
+    from ssvif_ros.models import list_models
 
     if spec in BASELINES:
         return Candidate(spec, "baseline", spec, BaselineFuser(spec))
@@ -423,7 +425,7 @@ def replay(
             base = f"{ns}/{_slug(run.candidate.name)}" if len(runs) > 1 else ns
             run.topics["image"] = f"{base}/fused/image"
             if run.candidate.has_segmentation:
-                from ..overlay import MaskOverlay, class_palette
+                from ssvif_ros.fusion.overlay import MaskOverlay, class_palette
 
                 run.overlay = MaskOverlay(class_palette(run.candidate.num_classes), opts.overlay_alpha)
                 run.topics["segmentation"] = f"{base}/fused/segmentation"
@@ -772,7 +774,7 @@ def _write_frames_csv(path: Path, frames: list[dict], runs: list[_ModelRun]) -> 
 def _write_contact_sheet(path: Path, rows: list[dict], runs: list[_ModelRun]) -> None:
     from PIL import Image
 
-    from .demo import contact_sheet, labelled
+    from ssvif_ros.tools.demo import contact_sheet, labelled
 
     height, width = rows[0]["visible"].shape[:2]
     size = (320, max(1, round(height * 320 / width)))  # tiles 320 px wide: readable captions at any size
@@ -898,7 +900,7 @@ def _markdown(s: dict) -> str:
         "",
         f"Metrics are means over {metric_frames} pair(s) "
         f"(--metrics-every {s['settings']['metrics_every']}), "
-        "conventions in `ssvif_ros/metrics.py`; mIoU over "
+        "conventions in `ssvif_ros/eval/metrics.py`; mIoU over "
         f"{max(m['labelled_frames'] for m in s['models'])} labelled frame(s) "
         "(– : no labels topic, no segmentation head, or label ids outside the head's classes). mIoU "
         "compares class ids directly: it means something only for a head trained with these labels' classes "
@@ -1071,7 +1073,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[ReplayOptions, dict[str
 
 def candidates_from_args(args: argparse.Namespace, model: dict[str, Any]) -> list[Candidate]:
     """The fusers to run: ``--compare`` specs, else ``--weights``/``--model``, else the shipped model."""
-    from ..engine import default_weights
+    from ssvif_ros.fusion.engine import default_weights
 
     common = {"backend": model["backend"], "device": model["device"], "precision": model["precision"]}
     if args.compare:

@@ -1,13 +1,13 @@
 """Inference backends: where the fusion model actually runs, behind one small interface.
 
-:class:`FusionEngine <ssvif_ros.engine.FusionEngine>` does the numpy ↔ tensor work (the same for every
+:class:`FusionEngine <ssvif_ros.fusion.engine.FusionEngine>` does the numpy ↔ tensor work (the same for every
 backend) and hands float tensors to a :class:`Backend`:
 
 ``backend.run(vis_t, ir_t, want_labels) -> (fused_t, labels_t | None)`` with ``vis_t`` (1,3,H,W) and
 ``ir_t`` (1,1,H,W) on ``backend.device`` in ``backend.input_dtype``, values in [0, 1]; ``fused_t``
 (1,3,H,W) float in [0, 1] (clamped by the engine) and ``labels_t`` (1,H,W) uint8 class ids (only when
 ``want_labels`` and ``backend.has_segmentation``). ``backend.channels_last_inputs`` says whether it wants
-``vis_t``/``ir_t`` in channels-last memory (:func:`ssvif_ros.engine.empty_inputs`) or contiguous NCHW.
+``vis_t``/``ir_t`` in channels-last memory (:func:`ssvif_ros.fusion.engine.empty_inputs`) or contiguous NCHW.
 
 Backends, by name (:func:`create_backend`):
 
@@ -104,13 +104,13 @@ def create_backend(
     """
     _check_precision(precision, device)
     if name == "torch":
-        from .torch_backend import TorchBackend
+        from ssvif_ros.fusion.backends.torch_backend import TorchBackend
 
         if model is None:
             raise BackendUnavailable("backend 'torch' needs a model")
         return TorchBackend(model, seg_head, device, precision)
     if name == "onnxruntime":
-        from .onnxruntime_backend import OnnxRuntimeBackend
+        from ssvif_ros.fusion.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         if model is None:
             raise BackendUnavailable("backend 'onnxruntime' needs a model")
@@ -118,7 +118,7 @@ def create_backend(
     if name == "passthrough":
         return PassthroughBackend(device, precision)
     if name == "tensorrt":
-        from .tensorrt_backend import TensorRTBackend
+        from ssvif_ros.fusion.backends.tensorrt_backend import TensorRTBackend
 
         if model is None:
             raise BackendUnavailable("backend 'tensorrt' needs a model")

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_write_bytes
-from . import BackendUnavailable
+from ssvif_ros.checkpoint import atomic_write_bytes
+from ssvif_ros.fusion.backends import BackendUnavailable
 
 EXPORT_FORMAT = "ssvif_ros.onnx/1"
 DEFAULT_OPSET = 18

@@ -1,7 +1,8 @@
 """The fusion node: visible + thermal ``sensor_msgs/Image`` in, fused image (+ class ids, overlay) out.
 
 Run it with ``ros2 launch ssvif_ros fuse.launch.py`` (or ``ros2 run ssvif_ros fuse_node --ros-args
---params-file config/fuse.yaml``; without a ROS install: ``python -m ssvif_ros.fuse_node --ros-args ...``).
+--params-file config/fuse.yaml``; without a ROS install: ``python -m ssvif_ros.node.fuse_node --ros-args
+...``).
 
 Data flow, per frame::
 
@@ -11,7 +12,7 @@ Data flow, per frame::
                                                         ~/fused/overlay (visible header)
 
 Threads: subscription callbacks (the executor) decode (a view of the message for rgb8/mono*; a reorder
-for bgr/rgba), pair, and hand the pair to :class:`~ssvif_ros.dispatch.NewestDispatcher`. A fast model
+for bgr/rgba), pair, and hand the pair to :class:`~ssvif_ros.node.dispatch.NewestDispatcher`. A fast model
 (the last pair and the recent ones on average under ``inline_max_ms``) is run right there, saving the
 hand-off to another thread; otherwise a worker thread takes the newest pair from a one-slot mailbox, so
 the executor keeps receiving and a pair replaced before the worker took it is counted as skipped: a model
@@ -48,13 +49,19 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from .diagnostics import INPUTS, FusionDiagnostics, to_diagnostic_array
-from .dispatch import NewestDispatcher
-from .io.image_msg import MalformedImage, fill_image, to_rgb8, to_thermal
-from .pipeline import PairProcessor, aspect_mismatch
-from .registration import Registration
-from .sync import POLICIES, create_sync, header_stamp_ns, make_message_filters_sync, message_filters_available
-from .thermal import ThermalToU8
+from ssvif_ros.fusion.pairing import (
+    POLICIES,
+    create_sync,
+    header_stamp_ns,
+    make_message_filters_sync,
+    message_filters_available,
+)
+from ssvif_ros.fusion.pipeline import PairProcessor, aspect_mismatch
+from ssvif_ros.fusion.registration import Registration
+from ssvif_ros.fusion.thermal import ThermalToU8
+from ssvif_ros.io.image_msg import MalformedImage, fill_image, to_rgb8, to_thermal
+from ssvif_ros.node.diagnostics import INPUTS, FusionDiagnostics, to_diagnostic_array
+from ssvif_ros.node.dispatch import NewestDispatcher
 
 __all__ = ["PARAMETERS", "ConfigError", "FuseConfig", "FuseNode", "main", "parse_config"]
 
@@ -139,7 +146,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "sync.use_message_filters",
         True,
         "use the real message_filters ApproximateTimeSynchronizer "
-        "when importable (policy approximate); else ssvif_ros.sync",
+        "when importable (policy approximate); else ssvif_ros.fusion.pairing",
     ),
     ParamSpec(
         "sync.clock_jump_reset_s",
@@ -439,10 +446,11 @@ def _qos(reliability: str, depth: int) -> QoSProfile:
 
 
 def load_engine(cfg: FuseConfig, logger: Any) -> Any:
-    """The :class:`~ssvif_ros.engine.FusionEngine` the parameters ask for, or a :class:`ConfigError`."""
-    from .backends import BackendUnavailable
-    from .checkpoint import CheckpointError
-    from .engine import FusionEngine, default_weights, resolve_device
+    """The :class:`~ssvif_ros.fusion.engine.FusionEngine` the parameters ask for, or a
+    :class:`ConfigError`."""
+    from ssvif_ros.checkpoint import CheckpointError
+    from ssvif_ros.fusion.backends import BackendUnavailable
+    from ssvif_ros.fusion.engine import FusionEngine, default_weights, resolve_device
 
     try:
         resolve_device(cfg.device)
@@ -502,7 +510,7 @@ class FuseNode(Node):
             torch.set_num_threads(cfg.torch_threads)
         started = time.perf_counter()
         self.engine = load_engine(cfg, log)
-        # Thermal gain → registration → engine, shared with ssvif-replay (ssvif_ros/pipeline.py).
+        # Thermal gain → registration → engine, shared with ssvif-replay (ssvif_ros/fusion/pipeline.py).
         self._pairs = PairProcessor(
             self.engine, cfg.thermal_converter(), cfg.homography, cfg.max_aspect_mismatch
         )
@@ -524,7 +532,7 @@ class FuseNode(Node):
             if cfg.output_segmentation:
                 self._pub_seg = self.create_publisher(Image, "~/fused/segmentation", out_qos)
             if cfg.output_overlay:
-                from .overlay import MaskOverlay, class_palette
+                from ssvif_ros.fusion.overlay import MaskOverlay, class_palette
 
                 self._overlay = MaskOverlay(class_palette(self.engine.num_classes), cfg.overlay_alpha)
                 self._pub_overlay = self.create_publisher(Image, "~/fused/overlay", out_qos)
@@ -573,7 +581,7 @@ class FuseNode(Node):
                 self.create_subscription(Image, THERMAL_TOPIC, self._on_thermal, in_qos),
             ]
             self.topics = [sub.topic_name for sub in self._subs]
-            sync_name = f"ssvif_ros.sync {cfg.sync_policy}"
+            sync_name = f"ssvif_ros.fusion.pairing {cfg.sync_policy}"
 
         info = {
             "model": self.engine.name,
@@ -782,7 +790,7 @@ class FuseNode(Node):
         )
         self._pub_diag.publish(array)
 
-    # --- fusing a pair (inline or on the worker thread, see ssvif_ros/dispatch.py) -------------------
+    # --- fusing a pair (inline or on the worker thread, see ssvif_ros/node/dispatch.py) -------------------
 
     def _on_process_error(self, err: BaseException) -> None:
         """A pair failed in :meth:`_process`: counted and logged; the node keeps running."""

@@ -542,7 +542,7 @@ def make_message_filters_sync(
     except ImportError as err:
         raise RuntimeError(
             "message_filters is not importable (no sourced ROS 2 install?): use "
-            "ssvif_ros.sync.create_sync('approximate', ...) instead"
+            "ssvif_ros.fusion.pairing.create_sync('approximate', ...) instead"
         ) from err
     subscribers = [
         message_filters.Subscriber(node, msg_type, topic, qos_profile=qos_profile)

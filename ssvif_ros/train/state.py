@@ -26,9 +26,9 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from .checkpoint import atomic_write_bytes, file_sha256
+from ssvif_ros.checkpoint import atomic_write_bytes, file_sha256
 
-FORMAT = "ssvif_ros.train_state/1"
+FORMAT = "ssvif_ros.train_state/1"  # on-disk format id (kept when the module moved)
 
 
 class TrainStateError(RuntimeError):

@@ -6,7 +6,7 @@ it, so they cannot disagree on pre- or post-processing.
 and ``FusedResult.labels`` is H×W uint8 class ids (only when the checkpoint carries a segmentation head
 and labels were asked for).
 
-The model runs on a backend (:mod:`ssvif_ros.backends`: ``torch``, ``onnxruntime``, ``tensorrt``, and
+The model runs on a backend (:mod:`ssvif_ros.fusion.backends`: ``torch``, ``onnxruntime``, ``tensorrt``, and
 ``passthrough`` for benchmarks); the engine owns the numpy ↔ tensor conversion, so every backend sees the
 same inputs. Per input size it keeps reusable input tensors (pinned host staging on CUDA), so a video
 stream does not allocate its input tensors per frame; :meth:`FusionEngine.warmup` builds them and runs
@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backends import Backend, create_backend
-from .checkpoint import Checkpoint, load_checkpoint
-from .models import create_model
+from ssvif_ros.checkpoint import Checkpoint, load_checkpoint
+from ssvif_ros.fusion.backends import Backend, create_backend
+from ssvif_ros.models import create_model
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # ssvif_ros/weights
 DEFAULT_WEIGHTS_NAME = "lightunet_ssvif.safetensors"
 _BUFFER_CACHE_SIZE = 2  # input sizes kept (e.g. the warm-up size and one other)
 
@@ -116,8 +116,9 @@ class FusionEngine:
 
     Either ``weights`` (a checkpoint .safetensors with its .json sidecar) or ``model_name`` (an untrained
     model, for tests and benchmarks of cost only) is given. ``backend`` names where the model runs (see
-    :mod:`ssvif_ros.backends`; an unknown or unavailable one raises
-    :class:`~ssvif_ros.backends.BackendUnavailable` saying what to install); ``precision`` is ``fp32`` or
+    :mod:`ssvif_ros.fusion.backends`; an unknown or unavailable one raises
+    :class:`~ssvif_ros.fusion.backends.BackendUnavailable` saying what to install); ``precision`` is
+    ``fp32`` or
     ``fp16`` (CUDA only). ``weights`` may also be an already loaded
     :class:`~ssvif_ros.checkpoint.Checkpoint`, and ``backend`` an already built backend (used as given, with
     its own device and precision): tools that compare backends of one model build it once.

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim
 
-from .models.color import infrared_single_channel, rgb_to_y, rgb_to_ycbcr
-from .models.guides import GUIDES, fused_luminance
+from ssvif_ros.models.color import infrared_single_channel, rgb_to_y, rgb_to_ycbcr
+from ssvif_ros.models.guides import GUIDES, fused_luminance
 
 FUSION_TERMS = ("int", "grad", "ssim", "color")
 

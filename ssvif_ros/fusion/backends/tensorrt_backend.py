@@ -29,9 +29,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_write_bytes
-from . import PRECISION_DTYPES, BackendUnavailable
-from .onnxruntime_backend import FusionExportWrapper, default_cache_dir, params_sha256, sidecar_of
+from ssvif_ros.checkpoint import atomic_write_bytes
+from ssvif_ros.fusion.backends import PRECISION_DTYPES, BackendUnavailable
+from ssvif_ros.fusion.backends.onnxruntime_backend import (
+    FusionExportWrapper,
+    default_cache_dir,
+    params_sha256,
+    sidecar_of,
+)
 
 ENGINE_FORMAT = "ssvif_ros.tensorrt/1"
 INSTALL_HINT = (

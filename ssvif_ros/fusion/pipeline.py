@@ -6,7 +6,8 @@ from the message)::
     thermal ──► ThermalToU8 (16 → 8 bit gain, stateful per stream) ──► Registration (resize + homography
     to the visible (H, W)) ──► engine.fuse(visible, thermal_u8) ──► FusedResult
 
-The node (:mod:`ssvif_ros.fuse_node`) and ``ssvif-replay`` (:mod:`ssvif_ros.tools.replay`) both go through
+The node (:mod:`ssvif_ros.node.fuse_node`) and ``ssvif-replay`` (:mod:`ssvif_ros.tools.replay`) both go
+through
 :class:`PairProcessor`; only the ROS plumbing around it differs. ROS-free.
 """
 
@@ -19,8 +20,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .registration import Registration
-from .thermal import ThermalToU8
+from ssvif_ros.fusion.registration import Registration
+from ssvif_ros.fusion.thermal import ThermalToU8
 
 __all__ = ["IDENTITY", "Fuser", "PairOutput", "PairProcessor", "aspect_mismatch", "timed_fuse"]
 
@@ -28,7 +29,8 @@ IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
 class Fuser(Protocol):
-    """What the processor needs from :class:`~ssvif_ros.engine.FusionEngine` (or a baseline wrapper)."""
+    """What the processor needs from :class:`~ssvif_ros.fusion.engine.FusionEngine` (or a baseline
+    wrapper)."""
 
     @property
     def has_segmentation(self) -> bool: ...
@@ -65,7 +67,8 @@ class PairProcessor:
 
     ``thermal_to_u8`` keeps the stream's gain state (smoothed window), so use one processor per stream and
     :meth:`reset` it when the stream restarts (bag loop, clock jump). ``homography``: 9 numbers or 3×3, see
-    :mod:`ssvif_ros.registration`; ``max_aspect_mismatch``: the largest :func:`aspect_mismatch` a pair may
+    :mod:`ssvif_ros.fusion.registration`; ``max_aspect_mismatch``: the largest :func:`aspect_mismatch` a
+    pair may
     have (beyond it the thermal image is from another camera or mis-remapped).
     """
 

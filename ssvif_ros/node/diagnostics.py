@@ -108,7 +108,7 @@ class FusionDiagnostics:
         self.pairs = 0
         self.unmatched = [0, 0]  # set from the synchroniser's own statistics
         self.skipped = 0
-        self.fused_inline = 0  # set from the dispatcher's counts (ssvif_ros/dispatch.py)
+        self.fused_inline = 0  # set from the dispatcher's counts (ssvif_ros/node/dispatch.py)
         self.fused_on_worker = 0
         self.no_subscribers = 0
         self.published = 0

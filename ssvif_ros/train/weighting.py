@@ -333,7 +333,8 @@ class GDWAWeighting(_EpochWeighting):
         if grad_norms is None:
             raise ValueError(
                 "gdwa weighting needs grad_norms at every end_epoch: measure them with "
-                "ssvif_ros.weighting.task_grad_norms on the fusion model's parameters (needs_grad_norms=True)"
+                "ssvif_ros.train.weighting.task_grad_norms on the fusion model's parameters "
+                "(needs_grad_norms=True)"
             )
         return super().end_epoch(epoch_losses, grad_norms)
 

@@ -324,7 +324,7 @@ def fuse_laplacian(vis: np.ndarray, ir: np.ndarray, levels: int | None = 4, wind
 def _saliency_rule(y_vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
     import torch  # the rule is the model's own (one implementation); torch only when this baseline runs
 
-    from .models.guides import SaliencyRule
+    from ssvif_ros.models.guides import SaliencyRule
 
     def as_tensor(y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32) / 255.0)[None, None]

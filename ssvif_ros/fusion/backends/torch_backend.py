@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from . import PRECISION_DTYPES
+from ssvif_ros.fusion.backends import PRECISION_DTYPES
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:

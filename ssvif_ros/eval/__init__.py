@@ -1,0 +1,1 @@
+"""Evaluation: fusion metrics."""

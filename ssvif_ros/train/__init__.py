@@ -1,0 +1,1 @@
+"""Offline training: losses, task weighting, trainer state."""
