@@ -20,7 +20,6 @@ longer than ``--max-forward-s`` is skipped and says so.
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib
 import json
 import os
@@ -32,22 +31,17 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 # Run from a checkout without installing the package: put the repository root on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ssvif_ros.cli import comma_list as parse_list
 from ssvif_ros.cli import size_pair as parse_size
+from ssvif_ros.eval.efficiency import FLOPS_NOTE, count_flops
 from ssvif_ros.models import registry
 from ssvif_ros.models.color import YChannelFusion
 
 BUILTIN_MODELS = ("lightunet", "seafusion", "swinfusion")
-
-FLOPS_NOTE = (
-    "FLOPs from torch.utils.flop_counter.FlopCounterMode (1 MAC = 2 FLOPs; convolutions, matmuls and "
-    "attention only)"
-)
 
 
 def available_models() -> list[str]:
@@ -73,20 +67,6 @@ def build_model(name: str, color: str) -> nn.Module:
     factory = getattr(importlib.import_module(f"ssvif_ros.models.{name}"), name)  # raises if missing
     model = factory(in_chans=3 if color == "rgb" else 1)
     return YChannelFusion(model) if color == "y" else model
-
-
-def count_flops(model: nn.Module, height: int, width: int) -> int:
-    """Total FLOPs of one forward pass on a (1,3,H,W) visible and (1,1,H,W) infrared input."""
-    try:
-        meta_model = copy.deepcopy(model).to("meta")
-        vis = torch.empty(1, 3, height, width, device="meta")
-        ir = torch.empty(1, 1, height, width, device="meta")
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            meta_model(vis, ir)
-    except (NotImplementedError, RuntimeError):  # data-dependent code: count on a real pass instead
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.rand(1, 3, height, width), torch.rand(1, 1, height, width))
-    return counter.get_total_flops()
 
 
 def time_forward(

@@ -4,12 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
-import sys
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 
 
 def size_pair(text: str, minimum: int = 1) -> tuple[int, int]:
@@ -40,20 +35,3 @@ def size_arg(minimum: int = 1) -> Callable[[str], tuple[int, int]]:
 def comma_list(text: str) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
     return [v.strip() for v in text.split(",") if v.strip()]
-
-
-def load_script(path: str | Path) -> ModuleType:
-    """The script at ``path`` (e.g. ``training/evaluate_fusion.py``) as a module, executed once per process
-    however the path is spelt.
-
-    Registered in ``sys.modules`` as ``ssvif_<stem>`` so its dataclasses can find their module."""
-    return _load_resolved_script(Path(path).resolve())
-
-
-@functools.cache
-def _load_resolved_script(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"ssvif_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module

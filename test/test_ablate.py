@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ssvif_ros.cli import load_script
+import training.ablate as ablate_cli
+from ssvif_ros.train import ablate
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "train" / "tiny.yaml"
-
-
-ablate = load_script(REPO / "training" / "ablate.py")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +37,7 @@ def _commands(text: str) -> dict[tuple[str, str], list[str]]:
 
 def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "ablate"
-    code = ablate.main(
+    code = ablate_cli.main(
         ["--config", str(TINY), "--out", str(out), "--seeds", "0,3", "--dry-run", "training.lr=0.01"]
     )
     assert code == 0
@@ -70,7 +68,7 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
     assert not any(a in base for a in expected.values())
     assert "model.name=lightunet" in base and str(TINY) in base
     with pytest.raises(SystemExit, match="unknown"):
-        ablate.main(["--config", str(TINY), "--out", str(out), "--variants", "no_csc,bogus", "--dry-run"])
+        ablate_cli.main(["--config", str(TINY), "--out", str(out), "--variants", "no_csc,bogus", "--dry-run"])
 
 
 def test_two_variants_end_to_end_then_skipped(
@@ -81,7 +79,7 @@ def test_two_variants_end_to_end_then_skipped(
         "--config", str(TINY), "--variants", "original,no_csc", "--out", str(out),
         "--eval-data", str(tiny_data), f"data.roots=[{tiny_data}]",
     ]  # fmt: skip
-    assert ablate.main(argv) == 0
+    assert ablate_cli.main(argv) == 0
     table = (out / "ablation.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| lightunet |")]
     assert [r.split("|")[2].strip() for r in rows] == ["original", "no_csc"]
@@ -109,7 +107,7 @@ def test_two_variants_end_to_end_then_skipped(
     summary = out / "lightunet" / "no_csc" / "seed0" / "summary.json"
     stamp = summary.stat().st_mtime_ns
     capsys.readouterr()
-    assert ablate.main(argv) == 0
+    assert ablate_cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.count("skip ") == 2 and "run: " not in printed
     assert summary.stat().st_mtime_ns == stamp
@@ -121,12 +119,12 @@ def test_killed_run_is_reported_then_resumed(
 ) -> None:
     out = tmp_path / "ablate"
     argv = ["--config", str(TINY), "--variants", "no_csc", "--out", str(out), f"data.roots=[{tiny_data}]"]
-    assert ablate.main([*argv, "debug.stop_after_steps=3"]) == 1  # train.py dies after step 3
+    assert ablate_cli.main([*argv, "debug.stop_after_steps=3"]) == 1  # train.py dies after step 3
     record = json.loads((out / "ablation.json").read_text())
     assert record["rows"][0]["failed"] == [0]
     assert "failed: [0]" in (out / "ablation.md").read_text()
     capsys.readouterr()
-    assert ablate.main(argv) == 0
+    assert ablate_cli.main(argv) == 0
     run_dir = out / "lightunet" / "no_csc" / "seed0"
     assert f"--resume {run_dir}" in capsys.readouterr().out
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 4

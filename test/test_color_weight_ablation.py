@@ -10,14 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssvif_ros.cli import load_script
+import training.color_weight_ablation as ablation_cli
 from ssvif_ros.data import PairedFolderDataset
 from ssvif_ros.data.synthetic import write_dataset
+from ssvif_ros.train import color_weight_ablation as ablation
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "color_weight_ablation.py"
-
-
-ablation = load_script(SCRIPT)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +30,7 @@ def test_smoke_run_reports_every_weight(pairs: Path, tmp_path: Path) -> None:
     out = tmp_path / "ablation.json"
     argv = ["--weights-list", "0,10", "--steps", "3", "--crop", "32", "--batch-size", "2"]
     argv += ["--train-roots", str(pairs), "--eval-root", str(pairs), "--out", str(out)]
-    records = ablation.run(ablation.parse_args(argv))
+    records = ablation.run(ablation_cli.parse_args(argv))
 
     assert [r["color_weight"] for r in records] == [0.0, 10.0]
     assert json.loads(out.read_text()) == records
@@ -76,4 +74,4 @@ def test_manifest_split_selects_pairs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["", "1,-2", "a,b", "nan"])
 def test_bad_weight_list_is_rejected(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="--weights-list"):
-        ablation.parse_weights(text)
+        ablation_cli.parse_weights(text)

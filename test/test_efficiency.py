@@ -8,13 +8,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ssvif_ros.cli import load_script
+import training.efficiency as efficiency_cli
+from ssvif_ros.eval import efficiency
 from ssvif_ros.models.registry import create_model
 
 EFFICIENCY_PY = Path(__file__).resolve().parents[1] / "training" / "efficiency.py"
-
-
-efficiency = load_script(EFFICIENCY_PY)
 
 
 def test_params_and_flops_match_an_independent_count():
@@ -29,7 +27,7 @@ def test_params_and_flops_match_an_independent_count():
 
 def test_cli_writes_a_row_per_model_and_a_positive_memory(tmp_path, capsys):
     argv = ["--models", "lightunet", "--size", "64x64", "--out", str(tmp_path), "--forward-timeout-s", "120"]
-    assert efficiency.main(argv) == 0
+    assert efficiency_cli.main(argv) == 0
     printed = capsys.readouterr().out
     table = (tmp_path / "table.md").read_text()
     assert table == printed

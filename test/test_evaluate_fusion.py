@@ -12,15 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
+import training.evaluate_fusion as evaluate_fusion_script_cli
 from ssvif_ros.checkpoint import save_checkpoint
-from ssvif_ros.cli import load_script
 from ssvif_ros.data.synthetic import write_dataset
+from ssvif_ros.eval import fusion as evaluate_fusion_script
 from ssvif_ros.eval.metrics import evaluate_fusion
 from ssvif_ros.fusion.baselines import fuse_baseline
+from ssvif_ros.fusion.fusers import FuserSpecError
 from ssvif_ros.models import create_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "evaluate_fusion.py"
-evaluate_fusion_script = load_script(SCRIPT)
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +68,23 @@ def test_methods_agree_with_direct_metrics(tmp_path, dataset):
 
 
 def test_errors_name_what_is_wrong(tmp_path, dataset):
-    with pytest.raises(SystemExit, match="neither a baseline"):
+    with pytest.raises(FuserSpecError, match="neither a baseline"):
         evaluate_fusion_script.evaluate([dataset], ["nope"], tmp_path / "o")
-    with pytest.raises(SystemExit, match="no pair with split 'val'"):
+    with pytest.raises(ValueError, match="no pair with split 'val'"):
         evaluate_fusion_script.evaluate([dataset], ["average"], tmp_path / "o", split="val")
     empty = tmp_path / "empty_fused"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="no fused image for pair"):
         evaluate_fusion_script.evaluate([dataset], [str(empty)], tmp_path / "o")
+
+
+def test_the_command_line_turns_errors_into_one_line_and_status_2(tmp_path, dataset, capsys):
+    code = evaluate_fusion_script_cli.main(
+        ["--data", str(dataset), "--methods", "nope", "--out", str(tmp_path)]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: 'nope' is neither a baseline")
 
 
 def test_named_methods_and_colliding_names_keep_every_row(tmp_path, dataset):

@@ -14,11 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from ssvif_ros.cli import load_script
+import training.evaluate_segmentation as seg_cli
+from ssvif_ros.config import load_config
 from ssvif_ros.data import synthetic
+from ssvif_ros.eval import segmentation as seg
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "evaluate_segmentation.py"
-seg = load_script(SCRIPT)
 
 # One short epoch on 80x64 scenes: enough to exercise every step, seconds in all.
 FAST = ["training.epochs=1", "training.crop=[48,64]", "training.batch_size=4", "--threads", "1"]
@@ -47,7 +48,7 @@ def test_end_to_end_two_methods_two_seeds(tmp_path, scenes):
     out = tmp_path / "out"
     argv = ["--data", str(scenes), "--methods", "visible", "average", "--seeds", "0,1",
             "--test-fraction", "0.2", "--out", str(out), *FAST]  # fmt: skip
-    assert seg.main(argv) == 0
+    assert seg_cli.main(argv) == 0
     payload = json.loads((out / "segmentation.json").read_text())
     names = synthetic.class_names(9)
     assert payload["data"]["class_names"] == list(names)
@@ -86,7 +87,7 @@ def test_folds_cover_each_labelled_pair_once_and_skip_unlabelled(tmp_path, scene
     out = tmp_path / "out"
     argv = ["--data", str(data), "--methods", "infrared", "--folds", "3", "--out", str(out), *FAST,
             "training.val_fraction=0"]  # fmt: skip
-    assert seg.main(argv) == 0
+    assert seg_cli.main(argv) == 0
     payload = json.loads((out / "segmentation.json").read_text())
     labelled = [f"{i:05d}" for i in range(10) if i != 3]
     assert (payload["data"]["labelled"], payload["data"]["skipped_unlabelled"]) == (9, 1)
@@ -136,7 +137,7 @@ def test_missing_label_folder_and_unknown_method_are_clear_errors(tmp_path, scen
     with pytest.raises(seg.SegEvalError, match=r"nope: label folder not found.*label"):
         seg.find_labelled_pairs([scenes], "nope")
     argv = ["--data", str(scenes), "--label-dir", "nope", "--methods", "visible", "--out", str(tmp_path)]
-    assert seg.main(argv) == 2
+    assert seg_cli.main(argv) == 2
     assert "nope: label folder not found" in capsys.readouterr().err
     with pytest.raises(seg.SegEvalError, match="no_such_method"):
         seg.resolve_method("no_such_method")
@@ -156,7 +157,7 @@ def test_crops_pad_small_images_with_ignore():
 def test_same_seed_same_model(scenes):
     samples = seg.load_samples(seg.find_labelled_pairs([scenes]).files[:4], binary=False, num_classes=9)
     data = [(s.vis, s.label) for s in samples]
-    cfg = seg.load_config(None, ["training.epochs=2", "training.crop=[32,32]", "training.batch_size=2"],
+    cfg = load_config(None, ["training.epochs=2", "training.crop=[32,32]", "training.batch_size=2"],
                           defaults=seg.DEFAULTS, open_keys=seg.OPEN_KEYS)  # fmt: skip
     a = seg.train_segformer(data, [], cfg, 9, seed=3).model.state_dict()
     b = seg.train_segformer(data, [], cfg, 9, seed=3).model.state_dict()
@@ -191,7 +192,7 @@ def test_training_learns_a_thermal_only_target(tmp_path):
             "--test-fraction", "0.25", "--out", str(out), "--threads", "1", "training.epochs=12",
             "training.crop=[64,80]", "training.batch_size=4", "training.val_fraction=0",
             "training.warmup_epochs=1"]  # fmt: skip
-    assert seg.main(argv) == 0
+    assert seg_cli.main(argv) == 0
     methods = json.loads((out / "segmentation.json").read_text())["methods"]
     target = {m: methods[m]["per_seed"][0]["iou"][1] or 0.0 for m in ("visible", "infrared")}
     assert target["infrared"] > 0.6, target
@@ -224,7 +225,7 @@ def test_named_methods_and_per_seed_checkpoints(tmp_path, scenes):
     template = str(tmp_path / "seed{seed}" / "best.safetensors")
     argv = ["--data", str(scenes), "--methods", f"mine={template}", "visible", "--seeds", "0,1",
             "--test-fraction", "0.2", "--out", str(out), *FAST]  # fmt: skip
-    assert seg.main(argv) == 0
+    assert seg_cli.main(argv) == 0
     payload = json.loads((out / "segmentation.json").read_text())
     assert list(payload["methods"]) == ["mine", "visible"]
     assert payload["methods"]["mine"]["spec"] == template
@@ -233,7 +234,7 @@ def test_named_methods_and_per_seed_checkpoints(tmp_path, scenes):
     assert seg.split_method_name("runs/a=b/x.safetensors") == (None, "runs/a=b/x.safetensors")
     missing = ["--data", str(scenes), "--methods", str(tmp_path / "seed{seed}" / "best.safetensors"),
                "--seeds", "0,2", "--out", str(tmp_path / "out2"), *FAST]  # fmt: skip
-    assert seg.main(missing) == 2  # seed 2's checkpoint does not exist: found before any training
+    assert seg_cli.main(missing) == 2  # seed 2's checkpoint does not exist: found before any training
 
 
 def test_dice_weight_is_part_of_the_training_loss(tmp_path):
@@ -245,9 +246,9 @@ def test_dice_weight_is_part_of_the_training_loss(tmp_path):
     losses = {}
     for weight in (0, 1):
         out = tmp_path / f"out{weight}"
-        assert seg.main([*base, "--out", str(out), f"training.dice_weight={weight}"]) == 0
+        assert seg_cli.main([*base, "--out", str(out), f"training.dice_weight={weight}"]) == 0
         run = json.loads((out / "segmentation.json").read_text())["methods"]["infrared"]["per_seed"][0]
         losses[weight] = [row["loss"] for fold in run["folds"] for row in fold["history"]]
     assert losses[1][0] > losses[0][0]  # one epoch: the Dice term (about 0.5 at the start) is added
     bad = [*base, "--out", str(tmp_path / "bad"), "training.dice_weight=-1"]
-    assert seg.main(bad) == 2
+    assert seg_cli.main(bad) == 2

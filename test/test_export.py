@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from ssvif_ros.cli import load_script
-
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+import training.export as export_script_cli  # noqa: E402
 from ssvif_ros.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from ssvif_ros.fusion import export as export_script  # noqa: E402
 from ssvif_ros.fusion.backends.onnxruntime_backend import (  # noqa: E402
     FusionExportWrapper,
     StaleExportError,
@@ -27,7 +27,6 @@ from ssvif_ros.fusion.backends.onnxruntime_backend import (  # noqa: E402
 from ssvif_ros.models import SegHead, create_model  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "export.py"
-export_script = load_script(SCRIPT)
 
 
 def _checkpoint(path: Path, seed: int, name: str = "lightunet", head: bool = True) -> Path:
@@ -60,7 +59,7 @@ def _torch_outputs(weights: Path, vis: torch.Tensor, ir: torch.Tensor) -> tuple[
 def test_static_export_with_torch_program_matches_pytorch_and_records_its_weights(
     checkpoint, tmp_path, capsys
 ):
-    code = export_script.main(
+    code = export_script_cli.main(
         ["--weights", str(checkpoint), "--out", str(tmp_path), "--size", "40x56", "--torch-export"]
     )
     assert code == 0, capsys.readouterr().out
@@ -84,7 +83,7 @@ def test_static_export_with_torch_program_matches_pytorch_and_records_its_weight
 
 def test_dynamic_export_runs_at_any_size(checkpoint, tmp_path):
     assert (
-        export_script.main(
+        export_script_cli.main(
             ["--weights", str(checkpoint), "--out", str(tmp_path), "--size", "32x48", "--dynamic"]
         )
         == 0
@@ -103,7 +102,8 @@ def test_dynamic_export_runs_at_any_size(checkpoint, tmp_path):
 def test_seafusion_exports_at_a_small_size(tmp_path):
     weights = _checkpoint(tmp_path, seed=2, name="seafusion", head=False)
     assert (
-        export_script.main(["--weights", str(weights), "--out", str(tmp_path / "o"), "--size", "24x32"]) == 0
+        export_script_cli.main(["--weights", str(weights), "--out", str(tmp_path / "o"), "--size", "24x32"])
+        == 0
     )
     onnx_path = tmp_path / "o" / f"{weights.stem}.onnx"
     vis, ir = torch.rand(1, 3, 24, 32), torch.rand(1, 1, 24, 32)
@@ -125,14 +125,18 @@ def test_an_export_above_the_tolerance_exits_nonzero_with_the_numbers(
         run = real_runner(path)
         return lambda vis, ir: (lambda out: (out[0] + 0.01, out[1]))(run(vis, ir))
 
-    monkeypatch.setattr(export_script, "onnx_runner", off_by_a_bit)
-    assert export_script.main(["--weights", str(checkpoint), "--out", str(tmp_path), "--size", "24x32"]) == 1
+    monkeypatch.setattr(export_script_cli, "onnx_runner", off_by_a_bit)
+    assert (
+        export_script_cli.main(["--weights", str(checkpoint), "--out", str(tmp_path), "--size", "24x32"]) == 1
+    )
     out = capsys.readouterr().out
     assert "fused max abs error 0.01" in out and "FAILED" in out
 
 
 def test_a_stale_export_is_refused(checkpoint, tmp_path):
-    assert export_script.main(["--weights", str(checkpoint), "--out", str(tmp_path), "--size", "24x32"]) == 0
+    assert (
+        export_script_cli.main(["--weights", str(checkpoint), "--out", str(tmp_path), "--size", "24x32"]) == 0
+    )
     onnx_path = tmp_path / f"{checkpoint.stem}.onnx"
     ckpt = load_checkpoint(checkpoint)
     info = check_export_current(

@@ -12,15 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
+import training.precision_quality as precision_quality_cli
 from ssvif_ros.checkpoint import save_checkpoint
-from ssvif_ros.cli import load_script
 from ssvif_ros.data.synthetic import write_dataset
+from ssvif_ros.eval import precision as precision_quality
 from ssvif_ros.eval.metrics import evaluate_fusion
 from ssvif_ros.fusion.engine import FusionEngine
 from ssvif_ros.models import create_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "precision_quality.py"
-precision_quality = load_script(SCRIPT)
 
 SPLITS = {"00000": "train", "00001": "test", "00002": "train", "00003": "test"}
 
@@ -115,7 +115,7 @@ def test_errors_are_clear(tmp_path, dataset, weights, capsys):
     with pytest.raises(ValueError, match=r"unknown precision.*int4.*choose from"):
         precision_quality.measure(weights, [dataset], tmp_path / "o", ["fp32", "int4"])
     with pytest.raises(SystemExit) as exit_info:
-        precision_quality.main(["--weights", str(weights), "--data", str(dataset), "--out", str(tmp_path),
+        precision_quality_cli.main(["--weights", str(weights), "--data", str(dataset), "--out", str(tmp_path),
                                 "--precisions", "fp16,half"])  # fmt: skip
     assert exit_info.value.code == 2 and "unknown precision(s) half" in capsys.readouterr().err
     with pytest.raises(ValueError, match="given twice: fp16"):

@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+import training.probe_seg_head as probe_cli
 from ssvif_ros.checkpoint import save_checkpoint
-from ssvif_ros.cli import load_script
 from ssvif_ros.data.synthetic import main as synthetic_main
+from ssvif_ros.eval import probe
 from ssvif_ros.models import SegHead, create_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "probe_seg_head.py"
-
-
-probe = load_script(SCRIPT)
 
 
 def test_a_relabelled_ground_truth_scores_one_after_matching_but_not_before():
@@ -58,7 +56,7 @@ def test_cli_writes_a_report_for_a_checkpoint_with_a_head(tmp_path):
     head = SegHead(model.feature_channels, num_classes=7, hidden_channels=8).eval()
     ckpt = save_checkpoint(tmp_path / "m.safetensors", model, head)
     out = tmp_path / "probe"
-    assert probe.main(["--data", str(data), "--checkpoints", str(ckpt), "--out", str(out)]) == 0
+    assert probe_cli.main(["--data", str(data), "--checkpoints", str(ckpt), "--out", str(out)]) == 0
     report = json.loads((out / "probe.json").read_text())
     assert report["pairs"] == 3 and report["num_classes"] == 5
     r = report["results"][str(ckpt)]

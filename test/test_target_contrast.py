@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssvif_ros.cli import load_script
+import training.target_contrast as tc_cli
+from ssvif_ros.eval import contrast as tc
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "target_contrast.py"
-tc = load_script(SCRIPT)
 
 
 def test_scores_of_a_bright_a_hidden_and_a_dark_target():
@@ -48,7 +48,7 @@ def test_cli_ranks_infrared_above_visible_when_targets_are_thermal_only(tmp_path
     out = tmp_path / "out"
     argv = ["--data", str(tmp_path / "data"), "--label-dir", "mask", "--methods", "visible", "infrared",
             "fused=max", "--out", str(out)]  # fmt: skip
-    assert tc.main(argv) == 0
+    assert tc_cli.main(argv) == 0
     report = json.loads((out / "contrast.json").read_text())
     assert len(report["pairs"]) == 3
     auc = {m: r["mean"]["auc"] for m, r in report["methods"].items()}

@@ -2,7 +2,7 @@
 
 One uninterrupted tiny run (module fixture) is the reference for several tests. The data's label files
 are garbage (and one has no pair): every run here passing proves training never reads labels.
-Runs happen in this process (``train.entry``) except the killed run and the 2-process DDP run.
+Runs happen in this process (``train_cli.main``) except the killed run and the 2-process DDP run.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import training.train as train_cli
 from ssvif_ros.checkpoint import load_checkpoint
-from ssvif_ros.cli import load_script
+from ssvif_ros.config import load_config
 from ssvif_ros.data import DatasetError, PairedFolderDataset, read_label, split_train_val
+from ssvif_ros.train import config as train_config
+from ssvif_ros.train import data as train_data
 from ssvif_ros.train.state import latest_train_state, load_train_state
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_PY = REPO / "training" / "train.py"
 TINY = REPO / "config" / "train" / "tiny.yaml"
-
-
-train = load_script(TRAIN_PY)
 
 
 def _args(data: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -58,7 +58,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def reference_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "reference"
-    assert train.entry(_args(tiny_data, run_dir)) == 0
+    assert train_cli.main(_args(tiny_data, run_dir)) == 0
     return run_dir
 
 
@@ -127,7 +127,7 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(
     assert state is not None and state.stem == "e0002-s000002"
     assert not (run_dir / "summary.json").exists()
 
-    assert train.entry(["--resume", str(run_dir)]) == 0
+    assert train_cli.main(["--resume", str(run_dir)]) == 0
     ref = load_file(reference_run / "last.safetensors")
     got = load_file(run_dir / "last.safetensors")
     assert ref.keys() == got.keys()
@@ -205,7 +205,7 @@ def test_nan_images_are_skipped_and_named(
     bad = train_names[:2]  # 10 of the 11 training items are drawn per epoch: at least one of these
     run_dir = tmp_path / "nan"
     extra = [f"debug.inject_nan_names={json.dumps(bad)}", "ssvif.two_stage=false", "training.max_epochs=1"]
-    assert train.entry(_args(tiny_data, run_dir, *extra)) == 0
+    assert train_cli.main(_args(tiny_data, run_dir, *extra)) == 0
     err = capsys.readouterr().err
     assert "non-finite loss at epoch 0" in err and "optimizer step skipped" in err
     assert any(name in err for name in bad)
@@ -219,7 +219,7 @@ def test_nan_images_are_skipped_and_named(
 
     run_dir = tmp_path / "all_nan"
     extra = ['debug.inject_nan_names=["*"]', "training.max_nonfinite_steps=3"]
-    assert train.entry(_args(tiny_data, run_dir, *extra)) == 2
+    assert train_cli.main(_args(tiny_data, run_dir, *extra)) == 2
     assert "3 consecutive non-finite steps" in capsys.readouterr().err
 
 
@@ -227,7 +227,7 @@ def test_nan_images_are_skipped_and_named(
 def test_plain_fusion_training_has_no_branches(tiny_data: Path, tmp_path: Path, switch: list[str]) -> None:
     run_dir = tmp_path / "plain"
     common = ["training.max_epochs=2", "training.max_steps_per_epoch=2"]
-    assert train.entry(_args(tiny_data, run_dir, *common) + switch) == 0
+    assert train_cli.main(_args(tiny_data, run_dir, *common) + switch) == 0
     rows = _rows(run_dir / "metrics.csv")
     assert [int(r["stage"]) for r in rows] == [1, 1] and all(r["train_csc"] == "" for r in rows)
     meta = json.loads((run_dir / "last.json").read_text())
@@ -257,7 +257,7 @@ def test_plain_fusion_training_has_no_branches(tiny_data: Path, tmp_path: Path, 
 def test_weighting_schemes_from_epoch_zero(tiny_data: Path, tmp_path: Path, extra: list[str]) -> None:
     run_dir = tmp_path / "scheme"
     common = ["ssvif.two_stage=false", "training.max_epochs=2", "training.max_steps_per_epoch=2"]
-    assert train.entry(_args(tiny_data, run_dir, *common, *extra)) == 0
+    assert train_cli.main(_args(tiny_data, run_dir, *common, *extra)) == 0
     rows = _rows(run_dir / "metrics.csv")
     assert [int(r["stage"]) for r in rows] == [2, 2]
     ws = [float(r["w"]) for r in rows]
@@ -284,24 +284,24 @@ def test_config_errors_name_the_key(
         "model.color=gray": "model.color must be rgb or y",
     }
     for override, message in cases.items():
-        assert train.entry(_args(tiny_data, tmp_path / "never", override)) == 2, override
+        assert train_cli.main(_args(tiny_data, tmp_path / "never", override)) == 2, override
         assert message in capsys.readouterr().err, override
     bad_file = tmp_path / "bad.yaml"
     bad_file.write_text("training:\n  batchsize: 4\n")
-    assert train.entry(["--config", str(bad_file)]) == 2
+    assert train_cli.main(["--config", str(bad_file)]) == 2
     err = capsys.readouterr().err
     assert str(bad_file) in err and "training.batchsize" in err
 
 
 def test_crops_depend_on_seed_epoch_and_item_only(tiny_data: Path) -> None:
     overrides = [f"data.roots=[{tiny_data}]", "data.num_workers=2"]
-    cfg = train.load_config(TINY, overrides, defaults=train.DEFAULTS, open_keys=train.OPEN_KEYS)
-    items, _, _ = train.build_data(cfg)
+    cfg = load_config(TINY, overrides, defaults=train_config.DEFAULTS, open_keys=train_config.OPEN_KEYS)
+    items, _, _ = train_data.build_data(cfg)
     keys = [(1, p) for p in range(len(items))]
     rng_before = torch.get_rng_state()
-    with_workers = list(train.loader_for(items, keys, cfg, drop_last=False))
+    with_workers = list(train_data.loader_for(items, keys, cfg, drop_last=False))
     cfg["data"]["num_workers"] = 0
-    in_process = list(train.loader_for(items, keys, cfg, drop_last=False))
+    in_process = list(train_data.loader_for(items, keys, cfg, drop_last=False))
     assert torch.equal(torch.get_rng_state(), rng_before)  # data loading leaves the global RNG alone
     for a, b in zip(with_workers, in_process, strict=True):
         assert a["name"] == b["name"] and torch.equal(a["vis"], b["vis"]) and torch.equal(a["ir"], b["ir"])
@@ -311,10 +311,13 @@ def test_crops_depend_on_seed_epoch_and_item_only(tiny_data: Path) -> None:
 
 def test_shared_cpu_config_keeps_msrs_test_pairs_out(shared_data: Path) -> None:
     roots = f"data.roots=[{shared_data / 'roadscene'}, {shared_data / 'msrs_subset'}]"
-    cfg = train.load_config(
-        REPO / "config/train/shared_cpu.yaml", [roots], defaults=train.DEFAULTS, open_keys=train.OPEN_KEYS
+    cfg = load_config(
+        REPO / "config/train/shared_cpu.yaml",
+        [roots],
+        defaults=train_config.DEFAULTS,
+        open_keys=train_config.OPEN_KEYS,
     )
-    train_items, val_items, excluded = train.build_data(cfg)
+    train_items, val_items, excluded = train_data.build_data(cfg)
     with (shared_data / "msrs_subset" / "manifest.csv").open(newline="") as f:
         split = {f"msrs_subset/{Path(r['name']).stem}": r["split"] for r in csv.DictReader(f)}
     assert sorted(excluded) == sorted(n for n, s in split.items() if s == "test")
@@ -329,10 +332,13 @@ def test_exclude_flags_keep_the_masked_msrs_pairs_out(shared_data: Path) -> None
         f"data.roots=[{shared_data / 'roadscene'}, {shared_data / 'msrs_subset'}]",
         "data.exclude_flags=[has_binary_mask]",
     ]
-    cfg = train.load_config(
-        REPO / "config/train/shared_cpu.yaml", overrides, defaults=train.DEFAULTS, open_keys=train.OPEN_KEYS
+    cfg = load_config(
+        REPO / "config/train/shared_cpu.yaml",
+        overrides,
+        defaults=train_config.DEFAULTS,
+        open_keys=train_config.OPEN_KEYS,
     )
-    train_items, val_items, excluded = train.build_data(cfg)
+    train_items, val_items, excluded = train_data.build_data(cfg)
     with (shared_data / "msrs_subset" / "manifest.csv").open(newline="") as f:
         rows = {f"msrs_subset/{Path(r['name']).stem}": r for r in csv.DictReader(f)}
     masked = {n for n, r in rows.items() if r["has_binary_mask"] == "True"}

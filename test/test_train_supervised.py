@@ -21,8 +21,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import training.ablate as ablate_cli
+import training.train as train_cli
 from ssvif_ros.checkpoint import load_checkpoint
-from ssvif_ros.cli import load_script
+from ssvif_ros.config import load_config
+from ssvif_ros.train import config as train_config
+from ssvif_ros.train import data as train_data
 from ssvif_ros.train.losses import soft_dice_loss, supervised_seg_loss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,17 +35,13 @@ TINY = REPO / "config" / "train" / "tiny.yaml"
 NUM_CLASSES = 9  # tiny.yaml's ssvif.num_classes; the synthetic scenes are written with it
 
 
-train = load_script(TRAIN_PY)
-ablate = load_script(REPO / "training" / "ablate.py")
-
-
 def _args(data: Path, run_dir: Path, *extra: str) -> list[str]:
     return ["--config", str(TINY), f"data.roots=[{data}]", f"run.dir={run_dir}", *extra]
 
 
 def _supervised_cfg(data: Path) -> dict:
     overrides = [f"data.roots=[{data}]", "ssvif.supervision=labels"]
-    return train.load_config(TINY, overrides, defaults=train.DEFAULTS, open_keys=train.OPEN_KEYS)
+    return load_config(TINY, overrides, defaults=train_config.DEFAULTS, open_keys=train_config.OPEN_KEYS)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -64,7 +64,7 @@ def supervised_run(labelled_data: Path, tmp_path_factory: pytest.TempPathFactory
     """2 Stage I epochs (tiny.yaml's stage1_max_epochs), then 8 Stage II epochs of 5 steps."""
     run_dir = tmp_path_factory.mktemp("runs") / "supervised"
     extra = ["ssvif.supervision=labels", "training.max_epochs=10", "training.seg_lr=0.01"]
-    assert train.entry(_args(labelled_data, run_dir, *extra)) == 0
+    assert train_cli.main(_args(labelled_data, run_dir, *extra)) == 0
     return run_dir
 
 
@@ -120,7 +120,7 @@ def _find_crop(full: np.ndarray, crop: np.ndarray) -> tuple[int, int, bool]:
 
 
 def test_items_carry_labels_cropped_and_flipped_with_the_images(labelled_data: Path) -> None:
-    items, val_items, _ = train.build_data(_supervised_cfg(labelled_data))
+    items, val_items, _ = train_data.build_data(_supervised_cfg(labelled_data))
     flips = set()
     for epoch in range(3):
         for position in range(4):
@@ -165,8 +165,8 @@ def test_trained_seg_head_follows_the_labels(supervised_run: Path, labelled_data
     """Only labels can teach the head the ground truth's class ids: CSC finds its own (permuted) ones."""
     ckpt = load_checkpoint(supervised_run / "last.safetensors")
     cfg = _supervised_cfg(labelled_data)
-    items, _, _ = train.build_data(cfg)
-    every = train.PairItems(items.base, list(range(len(items.base))), cfg, train=False)  # centre crops
+    items, _, _ = train_data.build_data(cfg)
+    every = train_data.PairItems(items.base, list(range(len(items.base))), cfg, train=False)  # centre crops
     batch = [every[(0, p)] for p in range(len(every))]
     vis, ir = torch.stack([b["vis"] for b in batch]), torch.stack([b["ir"] for b in batch])
     labels = torch.stack([b["label"] for b in batch])
@@ -193,16 +193,16 @@ def test_missing_labels_stop_with_the_file_named(
 ) -> None:
     no_labels = _copy(labelled_data, tmp_path / "no_labels")
     shutil.rmtree(no_labels / "label")
-    assert train.entry(_args(no_labels, tmp_path / "r1", "ssvif.supervision=labels")) == 2
+    assert train_cli.main(_args(no_labels, tmp_path / "r1", "ssvif.supervision=labels")) == 2
     err = capsys.readouterr().err
     assert "ssvif.supervision=labels" in err and "no label folder found" in err and str(no_labels) in err
     assert not (tmp_path / "r1" / "metrics.csv").exists()
     # the same root trains fine without labels (the default supervision never looks for them)
-    assert train.entry(_args(no_labels, tmp_path / "r1b", "training.max_epochs=1")) == 0
+    assert train_cli.main(_args(no_labels, tmp_path / "r1b", "training.max_epochs=1")) == 0
 
     one_missing = _copy(labelled_data, tmp_path / "one_missing")
     (one_missing / "label" / "00003.png").unlink()
-    assert train.entry(_args(one_missing, tmp_path / "r2", "ssvif.supervision=labels")) == 2
+    assert train_cli.main(_args(one_missing, tmp_path / "r2", "ssvif.supervision=labels")) == 2
     err = capsys.readouterr().err
     assert str(one_missing / "vi" / "00003.png") in err and "no label" in err
 
@@ -210,7 +210,7 @@ def test_missing_labels_stop_with_the_file_named(
     label = np.asarray(Image.open(bad_ids / "label" / "00005.png")).copy()
     label[0, :4] = [12, 255, 9, 0]  # 255 is fine (ignore), 9 and 12 are not for 9 classes
     Image.fromarray(label).save(bad_ids / "label" / "00005.png")
-    assert train.entry(_args(bad_ids, tmp_path / "r3", "ssvif.supervision=labels")) == 2
+    assert train_cli.main(_args(bad_ids, tmp_path / "r3", "ssvif.supervision=labels")) == 2
     err = capsys.readouterr().err
     assert str(bad_ids / "label" / "00005.png") in err and "[9, 12]" in err and "num_classes=9" in err
 
@@ -223,7 +223,7 @@ def test_config_errors(labelled_data: Path, tmp_path: Path, capsys: pytest.Captu
         ("ssvif.supervision=pseudo",): "must be csc or labels",
     }
     for extra, message in cases.items():
-        assert train.entry(_args(labelled_data, tmp_path / "never", *extra)) == 2, extra
+        assert train_cli.main(_args(labelled_data, tmp_path / "never", *extra)) == 2, extra
         err = capsys.readouterr().err
         assert f"config: ssvif.supervision {message}" in err, (extra, err)
     assert not (tmp_path / "never").exists()
@@ -235,7 +235,7 @@ def test_config_errors(labelled_data: Path, tmp_path: Path, capsys: pytest.Captu
 def test_ablate_supervised_variant_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "ablate"
     argv = ["--config", str(TINY), "--out", str(out), "--variants", "supervised,ssvif_gdwa"]
-    assert ablate.main([*argv, "--seeds", "1", "--dry-run", "ssvif.supervision=csc"]) == 0
+    assert ablate_cli.main([*argv, "--seeds", "1", "--dry-run", "ssvif.supervision=csc"]) == 0
     lines = [shlex.split(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     by_variant = {Path(next(a for a in args if a.startswith("run.dir="))).parent.name: args for args in lines}
     assert set(by_variant) == {"supervised", "ssvif_gdwa"} and not out.exists()

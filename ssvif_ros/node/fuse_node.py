@@ -867,8 +867,27 @@ class FuseNode(Node):
         super().destroy_node()
 
 
+def usage() -> str:
+    """``--help``: how to run the node and every parameter with its default and constraints."""
+    lines = [
+        "usage: fuse_node --ros-args [-p NAME:=VALUE ...] [--params-file config/fuse.yaml] "
+        "[-r visible/image_raw:=TOPIC -r thermal/image_raw:=TOPIC]",
+        "",
+        "Fuses a visible and a thermal camera topic; parameters (default; constraints):",
+    ]
+    for spec in PARAMETERS:
+        limits = f"; {spec.constraints}" if spec.constraints else ""
+        lines.append(f"  {spec.name} ({spec.default!r}{limits})\n      {spec.description}")
+    return "\n".join(lines)
+
+
 def main(args: list[str] | None = None) -> int:
     """Console entry point (``ros2 run ssvif_ros fuse_node``): 0 on a clean shutdown, 2 on a bad parameter."""
+    own_args = list(sys.argv[1:] if args is None else args)
+    own_args = own_args[: own_args.index("--ros-args")] if "--ros-args" in own_args else own_args
+    if "-h" in own_args or "--help" in own_args:
+        print(usage())
+        return 0
     rclpy.init(args=args)
     node = None
     try:

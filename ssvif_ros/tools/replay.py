@@ -774,7 +774,7 @@ def _write_frames_csv(path: Path, frames: list[dict], runs: list[_ModelRun]) -> 
 def _write_contact_sheet(path: Path, rows: list[dict], runs: list[_ModelRun]) -> None:
     from PIL import Image
 
-    from ssvif_ros.tools.demo import contact_sheet, labelled
+    from ssvif_ros.eval.report import contact_sheet, labelled
 
     height, width = rows[0]["visible"].shape[:2]
     size = (320, max(1, round(height * 320 / width)))  # tiles 320 px wide: readable captions at any size

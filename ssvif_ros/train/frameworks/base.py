@@ -1,0 +1,72 @@
+"""The training-framework interface: what a recipe adds to the fusion model it trains.
+
+A framework builds its training-only modules (segmentation branches, a contrastive projector...) and turns a
+batch and the fusion model's outputs into *named losses*: always ``"fusion"``, plus ``"csc"`` (the second
+task, whatever it is) in the joint stage. The trainer owns everything else (data, optimiser, stages,
+weighting of the named losses, non-finite steps, checkpoints, resume), so a new recipe (MultiTaskVIF,
+CS2Fusion) is one new module here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ssvif_ros.train.losses import FusionLoss
+
+
+@dataclass
+class StepLosses:
+    """One batch's losses: ``named`` (``"fusion"`` and, in the joint stage, ``"csc"``: attached, unweighted,
+    the weighting combines them), the fusion loss's unweighted ``terms`` and detached ``info`` scalars for
+    the logs (``"agreement"``, ``"teacher_a"``)."""
+
+    named: dict[str, torch.Tensor]
+    terms: dict[str, torch.Tensor]
+    info: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class TrainingFramework:
+    """Base: the fusion loss alone (no training-only modules, no second task).
+
+    ``cfg`` is the resolved training config; ``feature_channels`` the fusion model's feature width.
+    """
+
+    name = "fusion"
+    task_title = "cross-segmentation consistency"  # the second task, for the curves
+    needs_labels = False  # items carry "label" (B,H,W) int64 (255 = ignore)
+
+    def __init__(self, cfg: dict[str, Any], feature_channels: int) -> None:
+        self.cfg = cfg
+        self.fusion_loss = FusionLoss(**cfg["loss"])
+
+    @property
+    def has_task(self) -> bool:
+        """True when the framework has a second task (a joint stage)."""
+        return False
+
+    def build_modules(self) -> dict[str, nn.Module]:
+        """Training-only modules, built in this order (the RNG draws of a run depend on it)."""
+        return {}
+
+    def branch_outputs(
+        self, modules: dict[str, nn.Module], fused: torch.Tensor, features: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Joint stage only: the training-only modules on the model's outputs (run under autocast)."""
+        return {}
+
+    def losses(
+        self,
+        batch: dict[str, Any],
+        vis: torch.Tensor,
+        ir: torch.Tensor,
+        fused: torch.Tensor,
+        outputs: dict[str, torch.Tensor],
+        joint: bool,
+    ) -> StepLosses:
+        """Named losses in float32; ``outputs``: :meth:`branch_outputs` (empty outside the joint stage)."""
+        total, terms = self.fusion_loss(fused.float(), vis, ir)
+        return StepLosses({"fusion": total}, terms)
