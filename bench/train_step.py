@@ -1,20 +1,17 @@
 """Training-step throughput of the SSVIF recipe on this machine: Stage I vs Stage II, per fusion model.
 
+Times :meth:`ssvif_ros.train.trainer.Trainer.train_step`, the step ``training/train.py`` runs (forward,
+named losses, weighting, the GDWA gradient norms on measuring steps, backward, optimiser step, the
+non-finite check), on batches of ``--batch`` synthetic ``--crop``×``--crop`` crops, float32, CPU.
 Prints one JSON document to stdout (progress on stderr):
 ``{"meta": {...}, "records": [{"model", "params", "stage1", "stage2_plain", "stage2_measure",
 "stage2_amortised", "stage2_over_stage1"}, ...]}``; each timing holds the median seconds per step and
 images/s.
 
-What a step is (the operations of ``training/train.py``, on random tensors, batch ``--batch`` of
-``--crop``×``--crop`` crops, Adam, float32):
-
-- Stage I: fusion forward, fusion loss, backward, optimizer step.
-- Stage II plain: + SegHead on the fused features, SegFormer (``--segformer`` preset) on the fused image,
-  CSC loss, ``L_fusion + w·L_CSC``, backward through all three, optimizer step.
-- Stage II measure: + the GDWA gradient norms (``task_grad_norms``: two extra backward passes to the
-  fusion model's parameters) before the backward.
-- Stage II amortised: ``((k−1)·plain + measure) / k`` with ``k = --measure-every`` (the trainer's
-  ``weighting.gdwa_measure_every``).
+- Stage I: the fusion model on the fusion loss.
+- Stage II plain: + SegHead and SegFormer (``--segformer`` preset) and the CSC loss, combined by GDWA.
+- Stage II measure: + the GDWA gradient norms (two extra backward passes), every ``--measure-every``-th step.
+- Stage II amortised: ``((k−1)·plain + measure) / k`` with ``k = --measure-every``.
 
     python bench/train_step.py                                   # all models, 128x128, batch 10
     python bench/train_step.py --models lightunet --steps 5 --segformer b3
@@ -27,18 +24,18 @@ import json
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ssvif_ros.models import SegHead, create_model, list_models
-from ssvif_ros.models.segformer import build_segformer
-from ssvif_ros.train.losses import FusionLoss, csc_loss
-from ssvif_ros.train.weighting import create_weighting, task_grad_norms
+from ssvif_ros.config import load_config
+from ssvif_ros.data.synthetic import write_dataset
+from ssvif_ros.models import list_models
+from ssvif_ros.train.config import DEFAULTS, OPEN_KEYS, check_config
+from ssvif_ros.train.trainer import Trainer
 
 
 def timed(step: Callable[[], None], steps: int, warmup: int) -> dict[str, float]:
@@ -53,55 +50,50 @@ def timed(step: Callable[[], None], steps: int, warmup: int) -> dict[str, float]
     return {"median_s": statistics.median(times), "min_s": min(times), "n": steps}
 
 
-def bench_model(name: str, args: argparse.Namespace) -> dict:
-    torch.manual_seed(0)
-    model = create_model(name)
-    seg_head = SegHead(model.feature_channels, args.num_classes, 64)
-    segformer = build_segformer(args.segformer, args.num_classes)
-    weighting = create_weighting("gdwa")
-    params = [*model.parameters(), *seg_head.parameters(), *segformer.parameters()]
-    opt = torch.optim.Adam(params, lr=1e-4)
-    fusion_loss = FusionLoss()
-    shared = [p for p in model.parameters() if p.requires_grad]
-    g = torch.Generator().manual_seed(0)
-    vis = torch.rand(args.batch, 3, args.crop, args.crop, generator=g)
-    ir = torch.rand(args.batch, 1, args.crop, args.crop, generator=g)
+def make_trainer(name: str, data: Path, run_dir: Path, args: argparse.Namespace) -> Trainer:
+    overrides = [
+        f"model.name={name}",
+        f"data.roots=[{data}]",
+        f"data.crop={args.crop}",
+        "data.val_fraction=0",
+        "data.num_workers=0",
+        f"training.batch_size={args.batch}",
+        f"ssvif.segformer={args.segformer}",
+        f"ssvif.num_classes={args.num_classes}",
+        f"weighting.gdwa_measure_every={args.measure_every}",
+        f"run.dir={run_dir}",
+        "run.tensorboard=false",
+        "run.progress=false",
+        f"system.num_threads={args.threads}",
+        "system.device=cpu",
+    ]
+    cfg = load_config(None, overrides, defaults=DEFAULTS, open_keys=OPEN_KEYS)
+    check_config(cfg)
+    trainer = Trainer(cfg)
+    trainer.wrap_for_training()
+    return trainer
 
-    def stage1() -> None:
-        fused, _ = model(vis, ir)
-        loss, _ = fusion_loss(fused, vis, ir)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
-    def stage2(measure: bool) -> Callable[[], None]:
-        def step() -> None:
-            fused, features = model(vis, ir)
-            l_fusion, _ = fusion_loss(fused, vis, ir)
-            l_csc, _ = csc_loss(seg_head(features, tuple(fused.shape[-2:])), segformer(fused))
-            total = weighting.combine({"fusion": l_fusion, "csc": l_csc})
-            if measure:
-                task_grad_norms({"fusion": l_fusion, "csc": l_csc}, shared)
-            total.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+def bench_model(name: str, data: Path, args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = make_trainer(name, data, Path(run_dir), args)
+        keys = [(0, i) for i in range(args.batch)]
+        loader = torch.utils.data.DataLoader(trainer.train_items, batch_size=args.batch, sampler=keys)
+        batch = next(iter(loader))
+        k = args.measure_every
 
-        return step
+        def step(joint: bool, index: int) -> Callable[[], None]:
+            return lambda: trainer.train_step(batch, 0, index, joint)
 
-    record: dict = {
-        "model": name,
-        "params": {
-            "fusion": sum(p.numel() for p in model.parameters()),
-            "seg_head": sum(p.numel() for p in seg_head.parameters()),
-            "segformer": sum(p.numel() for p in segformer.parameters()),
-        },
-    }
-    print(f"{name}: stage I", file=sys.stderr)
-    record["stage1"] = timed(stage1, args.steps, args.warmup)
-    print(f"{name}: stage II", file=sys.stderr)
-    record["stage2_plain"] = timed(stage2(False), args.steps, args.warmup)
-    record["stage2_measure"] = timed(stage2(True), args.steps, args.warmup)
-    k = args.measure_every
+        record: dict = {
+            "model": name,
+            "params": {key: sum(p.numel() for p in m.parameters()) for key, m in trainer.modules.items()},
+        }
+        print(f"{name}: stage I", file=sys.stderr)
+        record["stage1"] = timed(step(False, 1), args.steps, args.warmup)
+        print(f"{name}: stage II", file=sys.stderr)
+        record["stage2_plain"] = timed(step(True, 1), args.steps, args.warmup)  # step % k != 0
+        record["stage2_measure"] = timed(step(True, 0), args.steps, args.warmup)  # a measuring step
     amortised = ((k - 1) * record["stage2_plain"]["median_s"] + record["stage2_measure"]["median_s"]) / k
     record["stage2_amortised"] = {"median_s": amortised}
     for key in ("stage1", "stage2_plain", "stage2_measure", "stage2_amortised"):
@@ -123,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    records = [bench_model(name.strip(), args) for name in args.models.split(",") if name.strip()]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "scenes"
+        write_dataset(data, args.batch, seed=0, width=args.crop, height=args.crop, progress=False)
+        names = [n.strip() for n in args.models.split(",") if n.strip()]
+        records = [bench_model(name, data, args) for name in names]
     meta = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -140,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": args.steps,
         "warmup": args.warmup,
         "dtype": "float32",
+        "step": "ssvif_ros.train.trainer.Trainer.train_step",
     }
     print(json.dumps({"meta": meta, "records": records}, indent=2))
     return 0

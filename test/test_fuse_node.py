@@ -540,6 +540,8 @@ def test_real_message_filters_api_is_used_when_importable(graph, checkpoint, ref
             "",
         ),
         ({"sync.queue_size": 2.5}, "sync.queue_size", "wrong type"),
+        ({"sync.slop": 0.2}, "sync.slop", "did you mean 'sync.slop_s'?"),  # a typo is not ignored
+        ({"sync.polcy": "latest"}, "sync.polcy", "did you mean 'sync.policy'?"),
     ],
 )
 def test_invalid_parameters_stop_the_node_with_the_parameter_named(

@@ -10,7 +10,13 @@ import torch
 
 from ssvif_ros.fusion.baselines import fuse_baseline
 from ssvif_ros.models import create_model
-from ssvif_ros.models.guides import SaliencyRule, fused_luminance, gaussian_blur, guide_image
+from ssvif_ros.models.guides import (
+    SaliencyRule,
+    fused_luminance,
+    gaussian_blur,
+    guide_image,
+    pyramid_fusion,
+)
 from ssvif_ros.train.losses import (
     FusionLoss,
     balanced_pseudo_label,
@@ -60,12 +66,17 @@ def test_saliency_rule_keeps_a_warm_target_brighter_than_lit_surroundings() -> N
         assert (float(fused[person].mean()) > float(fused[ring].mean())) is brighter, guide
 
 
-def test_saliency_rule_on_flat_inputs_is_the_brighter_source_and_any_size_works() -> None:
+def test_saliency_rule_on_flat_inputs_is_their_mean_and_any_size_works() -> None:
     for h, w in ((17, 23), (64, 48)):
         y_vis, ir = torch.full((2, 1, h, w), 0.3), torch.full((2, 1, h, w), 0.5)
         fused = SaliencyRule()(y_vis, ir)
         assert fused.shape == (2, 1, h, w)
-        assert torch.allclose(fused, ir, atol=1e-5)
+        assert torch.allclose(fused, torch.full_like(fused, 0.4), atol=1e-5)  # no salient pixel: average
+
+
+def test_pyramid_fusion_of_an_image_with_itself_is_the_image() -> None:
+    x = torch.rand(2, 1, 61, 83)
+    assert torch.allclose(pyramid_fusion(x, x), x, atol=1e-5)
 
 
 def test_gaussian_blur_keeps_constants_and_mass() -> None:

@@ -21,7 +21,6 @@ from ssvif_ros.models import create_model
 from ssvif_ros.models.heads import SegHead
 from ssvif_ros.tools.make_bag import RigOptions, make_bag
 from ssvif_ros.tools.replay import (
-    NODE_DEFAULTS,
     ReplayError,
     ReplayOptions,
     build_parser,
@@ -227,9 +226,10 @@ def test_defaults_follow_the_node_and_its_params_file(tmp_path):
     assert rclpy is not None
     from ssvif_ros.node.fuse_node import PARAMETERS
 
+    defaults = ReplayOptions()
     node = {spec.name: spec.default for spec in PARAMETERS}
-    for key, value in NODE_DEFAULTS.items():
-        assert node[key] == value, key
+    assert (defaults.sync_policy, defaults.slop_s) == (node["sync.policy"], node["sync.slop_s"])
+    assert defaults.thermal["low_percentile"] == node["thermal.low_percentile"]
     params = tmp_path / "fuse.yaml"
     params.write_text(
         "/**:\n  ros__parameters:\n    sync.slop_s: 0.02\n    sync:\n      policy: latest\n"
@@ -239,7 +239,13 @@ def test_defaults_follow_the_node_and_its_params_file(tmp_path):
         build_parser().parse_args(["bag", "--params-file", str(params), "--slop", "0.04"])
     )
     assert (opts.sync_policy, opts.slop_s, opts.thermal["smoothing"]) == ("latest", 0.04, 0.0)
-    assert opts.queue_size == NODE_DEFAULTS["sync.queue_size"] and model["device"] == "cpu"
+    assert opts.queue_size == node["sync.queue_size"] and model["device"] == "cpu"
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("/**:\n  ros__parameters:\n    sync.slop: 0.2\n")
+    with pytest.raises(ReplayError, match=r"unknown parameter 'sync\.slop'; did you mean 'sync\.slop_s'"):
+        options_from_args(build_parser().parse_args(["bag", "--params-file", str(typo)]))
+    with pytest.raises(ReplayError, match=r"parameter 'thermal\.smoothing': must be < 1"):
+        options_from_args(build_parser().parse_args(["bag", "--thermal-smoothing", "1.5"]))
 
 
 def test_labels_outside_the_heads_classes_skip_miou_with_a_note(tmp_path, scenes):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ssvif_ros.checkpoint import save_checkpoint
 from ssvif_ros.fusion.baselines import fuse_baseline
 from ssvif_ros.fusion.engine import FusionEngine
-from ssvif_ros.models import create_model
+from ssvif_ros.models import SegHead, create_model
 from ssvif_ros.tools import fuse_images
 
 
@@ -38,9 +39,43 @@ def test_fuse_files_with_baseline_and_model(tmp_path, pair_files):
     assert np.array_equal(np.asarray(Image.open(out_dir / "a.png")), expected)
 
 
-def test_fuse_rejects_bad_arguments(tmp_path, pair_files):
+def test_fuse_rejects_bad_arguments(tmp_path, pair_files, capsys):
     vis_path, ir_path, _, _ = pair_files
     with pytest.raises(SystemExit):
         fuse_images.main([str(vis_path), "-o", str(tmp_path / "x.png")])
-    with pytest.raises(SystemExit, match="unknown baseline"):
+    assert (
         fuse_images.main([str(vis_path), str(ir_path), "-o", str(tmp_path / "x.png"), "--baseline", "nope"])
+        == 2
+    )
+    assert "unknown baseline 'nope'" in capsys.readouterr().err
+
+
+def test_labels_and_overlay_out_need_a_head_and_match_the_engine(tmp_path, pair_files, capsys):
+    vis_path, _, vis, ir = pair_files
+    folder = vis_path.parent.parent
+    torch.manual_seed(0)
+    model = create_model("lightunet")
+    with_head = save_checkpoint(tmp_path / "h.safetensors", model, SegHead(model.feature_channels, 5, 8))
+    labels, overlays = tmp_path / "labels", tmp_path / "overlays"
+    args = ["--folder", str(folder), "-o", str(tmp_path / "f"), "--labels-out", str(labels)]
+    assert fuse_images.main([*args, "--overlay-out", str(overlays), "--weights", str(with_head)]) == 0
+    expected = FusionEngine(weights=with_head).fuse(vis, ir, want_labels=True)
+    assert np.array_equal(np.asarray(Image.open(labels / "a.png")), expected.labels)
+    overlay = np.asarray(Image.open(overlays / "a.png"))
+    assert overlay.shape == vis.shape and not np.array_equal(overlay, expected.image)
+    no_head = save_checkpoint(tmp_path / "n.safetensors", model)
+    assert fuse_images.main([*args, "--weights", str(no_head)]) == 2
+    assert "need a checkpoint with a segmentation head" in capsys.readouterr().err
+    assert fuse_images.main([*args, "--baseline", "max"]) == 2
+
+
+def test_a_bad_pair_in_a_folder_is_skipped_and_reported(tmp_path, pair_files, capsys):
+    vis_path, _, _, _ = pair_files
+    folder = vis_path.parent.parent
+    (folder / "vi" / "b.png").write_bytes(b"not a png")
+    (folder / "ir" / "b.png").write_bytes(b"not a png")
+    code = fuse_images.main(["--folder", str(folder), "-o", str(tmp_path / "o"), "--baseline", "average"])
+    assert code == 1
+    assert (tmp_path / "o" / "a.png").is_file() and not (tmp_path / "o" / "b.png").exists()
+    captured = capsys.readouterr()
+    assert "skipped b" in captured.err and "fused 1 of 2 pairs" in captured.out

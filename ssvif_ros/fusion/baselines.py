@@ -10,8 +10,8 @@ image, the visible Cb/Cr are kept, and the result is converted back to RGB and c
   binomial kernel [1, 4, 6, 4, 1] / 16; each detail coefficient is taken from the source with the larger
   local energy (mean of squared coefficients in a ``window`` x ``window`` neighbourhood; ``window=1`` is
   the plain larger-absolute-value rule); the coarsest (low-pass) level is averaged.
-- ``saliency``: the two-scale thermal-saliency rule of :mod:`ssvif_ros.models.guides` (the target and guide
-  of the default model), so tables show what the model adds over its own closed-form rule.
+- ``saliency``: the Laplacian-pyramid thermal-saliency rule of :mod:`ssvif_ros.models.guides` (the target
+  and guide of the default model), so tables show what the model adds over its own closed-form rule.
 
 Plain numpy (no OpenCV; torch only inside ``saliency``, which reuses the model's rule), so evaluation
 tables and the demo can use these without a model; the pyramid filters compute only the samples they keep
@@ -335,7 +335,7 @@ def _saliency_rule(y_vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
 
 
 def fuse_saliency(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
-    """Two-scale fusion with thermal saliency (:class:`ssvif_ros.models.guides.SaliencyRule`) on the
+    """Laplacian-pyramid fusion with thermal saliency (:class:`ssvif_ros.models.guides.SaliencyRule`) on the
     luminance; visible chroma kept. uint8 with ``vis``'s shape."""
     return _fuse_luminance(vis, ir, _saliency_rule)
 

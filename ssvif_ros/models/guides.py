@@ -5,14 +5,14 @@ Two rules, both on luminance (B,1,H,W) in [0,1]:
 - ``max``: ``max(Y_vis, ir)``, SwinFusion's intensity target. It keeps every warm target, but where the
   thermal road is brighter than the painted lines of a dark visible image it keeps the road and erases the
   lines, and where lit surroundings are brighter than a pedestrian's thermal signal it hides the pedestrian.
-- ``saliency``: two-scale fusion plus thermal saliency. Each source is split into a base (Gaussian blur)
-  and a detail layer; the fused detail is, per pixel, the detail of the source with more local detail
-  energy (lane markings, texture), laid on the brighter base. Where the thermal image is *salient* (warmer
-  than its own surroundings by ``saliency_tau`` or more: a person on cool ground, not a uniformly warm
-  road) the fused luminance blends to the raw thermal image, and in the target's surroundings (within
-  about ``context_sigma``) the base layer is the thermal one, detail still chosen per pixel: a warm target
-  stays brighter than what is around it even where lit visible surroundings (street lights, headlights)
-  are brighter than its thermal signal, and painted lines or texture there are kept.
+- ``saliency``: Laplacian-pyramid fusion plus thermal saliency. Per pyramid level the detail of the source
+  with more local energy is kept (lane markings, texture, edges from either camera) and the coarsest level
+  is averaged, as the classic Laplacian fusion does. Where the thermal image is *salient* (warmer than its
+  own surroundings by ``saliency_tau`` or more: a person on cool ground, not a uniformly warm road) the
+  fused luminance blends to the raw thermal image, and in the target's surroundings (a smooth halo of
+  about ``context_sigma``) the low frequencies are the thermal image's, detail kept: a warm target stays
+  brighter than what is around it even where lit visible surroundings (street lights, headlights) are
+  brighter than its thermal signal.
 
 Parameters are in pixels of the image the rule sees and were chosen on the synthetic training scenes only
 (see docs/fusion_target.md). The wide blurs run at 1/2 and 1/4 resolution and the narrow windows are box
@@ -57,36 +57,65 @@ def smooth_at(x: torch.Tensor, factor: int, sigma: float) -> torch.Tensor:
     return F.interpolate(blurred, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+_BINOMIAL = (1.0, 4.0, 6.0, 4.0, 1.0)
+HALO_GAIN = 3.0  # a salient blob's smoothed map reaches 1 around it, fading over ~context_sigma
+
+
+def pyramid_down(x: torch.Tensor) -> torch.Tensor:
+    """Binomial [1,4,6,4,1]/16 blur (replicate borders), then every second pixel:
+    (B,C,H,W) -> (B,C,⌈H/2⌉,⌈W/2⌉)."""
+    c = x.shape[1]
+    k = torch.tensor(_BINOMIAL, dtype=x.dtype, device=x.device) / 16.0
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5).repeat(c, 1, 1, 1), groups=c)
+    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1).repeat(c, 1, 1, 1), groups=c)
+    return x[..., ::2, ::2]
+
+
+def pyramid_fusion(y_vis: torch.Tensor, ir: torch.Tensor, levels: int = 4, window: int = 3) -> torch.Tensor:
+    """Laplacian-pyramid fusion in torch: per level, the detail of the source with more local energy
+    (``window`` box), the coarsest level averaged; (B,1,H,W) ×2 -> (B,1,H,W). Upsampling is bilinear, so
+    collapsing a single source's pyramid returns it exactly."""
+    x = torch.cat([y_vis, ir], dim=1)
+    details = []
+    for _ in range(levels):
+        if min(x.shape[-2:]) < 8:
+            break
+        low = pyramid_down(x)
+        details.append(x - F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False))
+        x = low
+    fused = x.mean(dim=1, keepdim=True)
+    for band in reversed(details):
+        energy = box_blur(band * band, window)
+        chosen = torch.where(energy[:, :1] >= energy[:, 1:], band[:, :1], band[:, 1:])
+        fused = F.interpolate(fused, size=band.shape[-2:], mode="bilinear", align_corners=False) + chosen
+    return fused
+
+
 @dataclass(frozen=True)
 class SaliencyRule:
     """The ``saliency`` rule's parameters (pixels, luminance units); see the module docstring."""
 
-    base_sigma: float = 4.0  # base/detail split of the two-scale fusion (computed at 1/2 resolution)
-    energy_window: int = 5  # box window of the detail energy that picks the detail source
+    levels: int = 4  # pyramid detail levels
+    energy_window: int = 3  # box window of the local energy that picks each level's detail
+    base_sigma: float = 4.0  # the low frequencies replaced around salient targets (at 1/2 resolution)
     context_sigma: float = 12.0  # surroundings a thermal target is compared with (at 1/4 resolution)
     saliency_tau: float = 0.15  # this much warmer than the surroundings = fully salient
     spread_window: int = 5  # box window: how far the thermal blend reaches around a salient target
 
     def thermal_saliency(self, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight, halo), each (B,1,H,W) in [0,1]: how much warmer each pixel is than its surroundings
-        (spread a little), and the surroundings themselves (salient pixels dilated by ~context_sigma)."""
+        (spread a little), and those surroundings (the salient map spread smoothly by ~context_sigma/2)."""
         salient = ((ir - smooth_at(ir, 4, self.context_sigma)) / self.saliency_tau).clamp(0.0, 1.0)
-        radius = max(1, round(self.context_sigma / 4.0))
-        halo = F.max_pool2d(F.avg_pool2d(salient, 4, ceil_mode=True), 2 * radius + 1, 1, radius)
-        halo = F.interpolate(halo, size=ir.shape[-2:], mode="bilinear", align_corners=False)
+        halo = (HALO_GAIN * smooth_at(salient, 4, self.context_sigma / 2.0)).clamp(0.0, 1.0)
         return box_blur(salient, self.spread_window), halo
 
     def __call__(self, y_vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         """Fused luminance (B,1,H,W) in [0,1] from ``y_vis`` and ``ir`` (B,1,H,W) in [0,1]."""
-        base_vis, base_ir = smooth_at(torch.cat([y_vis, ir], dim=1), 2, self.base_sigma).split(1, dim=1)
-        detail_vis, detail_ir = y_vis - base_vis, ir - base_ir
-        energy_vis = box_blur(detail_vis * detail_vis, self.energy_window)
-        energy_ir = box_blur(detail_ir * detail_ir, self.energy_window)
-        detail = torch.where(energy_vis >= energy_ir, detail_vis, detail_ir)
+        fused = pyramid_fusion(y_vis, ir, self.levels, self.energy_window)
         weight, halo = self.thermal_saliency(ir)
-        base = halo * base_ir + (1.0 - halo) * torch.maximum(base_vis, base_ir)
-        two_scale = (base + detail).clamp(0.0, 1.0)
-        return weight * ir + (1.0 - weight) * two_scale
+        low = smooth_at(torch.cat([fused, ir], dim=1), 2, self.base_sigma)
+        fused = fused + halo * (low[:, 1:] - low[:, :1])  # thermal low frequencies around targets
+        return (weight * ir + (1.0 - weight) * fused).clamp(0.0, 1.0)
 
 
 def fused_luminance(guide: str, y_vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ conv + BN + ReLU) and a one-step FPN-style decoder back to 1/4 resolution, where
 image from those features and the full-resolution sources.
 
 Output: a residual on a guide, ``fused = sigmoid(logit(guide) + delta)``. The guide is a closed-form
-rule of :mod:`ssvif_ros.models.guides`: ``guide="saliency"`` (two-scale fusion with thermal saliency) or
+rule of :mod:`ssvif_ros.models.guides`: ``guide="saliency"`` (Laplacian pyramid with thermal saliency) or
 ``guide="max"`` (the default, kept for the checkpoints trained with it), the classic max-luminance
 fusion: the visible image shifted by ``max(Y_vis, ir) - Y_vis`` on every channel, which has
 the luminance the fusion loss asks for (the brighter source per pixel) and keeps the visible chroma

@@ -36,7 +36,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,7 +49,6 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 
 from ssvif_ros.fusion.pairing import (
-    POLICIES,
     create_sync,
     header_stamp_ns,
     make_message_filters_sync,
@@ -58,10 +56,18 @@ from ssvif_ros.fusion.pairing import (
 )
 from ssvif_ros.fusion.pipeline import PairProcessor, aspect_mismatch
 from ssvif_ros.fusion.registration import Registration
-from ssvif_ros.fusion.thermal import ThermalToU8
 from ssvif_ros.io.image_msg import MalformedImage, fill_image, to_rgb8, to_thermal
 from ssvif_ros.node.diagnostics import INPUTS, FusionDiagnostics, to_diagnostic_array
 from ssvif_ros.node.dispatch import NewestDispatcher
+from ssvif_ros.node.params import (
+    PARAMETERS,
+    ConfigError,
+    FuseConfig,
+    ParamSpec,
+    check_names,
+    param_error,
+    parse_config,
+)
 
 __all__ = ["PARAMETERS", "ConfigError", "FuseConfig", "FuseNode", "main", "parse_config"]
 
@@ -69,353 +75,7 @@ NODE_NAME = "fuse_node"
 VISIBLE_TOPIC = "visible/image_raw"
 THERMAL_TOPIC = "thermal/image_raw"
 VISIBLE, THERMAL = 0, 1
-OUTPUT_ENCODINGS = ("rgb8", "bgr8")
 RELIABILITIES = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
-IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-
-
-class ConfigError(ValueError):
-    """A parameter (or what it points to) that cannot work; the message names the parameter and why."""
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    default: Any
-    description: str
-    constraints: str = ""
-
-
-PARAMETERS: tuple[ParamSpec, ...] = (
-    # --- model and inference -------------------------------------------------------------------------
-    ParamSpec(
-        "weights", "", "fusion checkpoint (.safetensors with its .json sidecar); empty: the shipped model"
-    ),
-    ParamSpec(
-        "model",
-        "lightunet",
-        "model name built with random weights when allow_untrained is true and "
-        "no checkpoint is available (tests/benchmarks only)",
-    ),
-    ParamSpec(
-        "allow_untrained",
-        False,
-        "allow a random-init model when no weights are given and none ships "
-        "(output is NOT a meaningful fusion; for tests and benchmarks)",
-    ),
-    ParamSpec(
-        "backend",
-        "torch",
-        "inference backend",
-        "torch | onnxruntime | tensorrt (CUDA, torch-tensorrt) | passthrough (benchmark only)",
-    ),
-    ParamSpec("device", "auto", "inference device", "auto | cpu | cuda | cuda:N"),
-    ParamSpec("precision", "fp32", "inference precision", "fp32 | fp16 (CUDA only)"),
-    ParamSpec("torch_threads", 0, "torch intra-op threads (0: torch's default)", ">= 0"),
-    ParamSpec(
-        "inline_max_ms",
-        15.0,
-        "pairs are fused in the subscription callback (no hand-off to the worker thread) while the "
-        "last pair and the recent ones on average took less than this; slower models use the worker; "
-        "0: always the worker",
-        ">= 0; keep it well below the camera frame period",
-    ),
-    ParamSpec(
-        "warmup.visible_size",
-        [480, 640],
-        "[height, width] of the expected visible images: the model "
-        "runs once at this size at start; [0, 0] skips the warm-up",
-    ),
-    ParamSpec(
-        "warmup.thermal_size",
-        [0, 0],
-        "[height, width] of the expected thermal images (prebuilds the "
-        "registration maps); [0, 0]: same as warmup.visible_size",
-    ),
-    # --- pairing --------------------------------------------------------------------------------------
-    ParamSpec(
-        "sync.policy",
-        "approximate",
-        "pairing policy",
-        "approximate (message_filters semantics) | "
-        "latest (each visible frame with the closest recent thermal frame)",
-    ),
-    ParamSpec("sync.queue_size", 10, "messages kept per input while waiting for a partner", ">= 1"),
-    ParamSpec("sync.slop_s", 0.05, "largest stamp difference of a pair, seconds", "> 0"),
-    ParamSpec(
-        "sync.use_message_filters",
-        True,
-        "use the real message_filters ApproximateTimeSynchronizer "
-        "when importable (policy approximate); else ssvif_ros.fusion.pairing",
-    ),
-    ParamSpec(
-        "sync.clock_jump_reset_s",
-        1.0,
-        "a stamp this many seconds older than the newest one seen "
-        "(bag loop, clock reset) resets the synchroniser",
-        "> 0",
-    ),
-    # --- QoS ------------------------------------------------------------------------------------------
-    ParamSpec(
-        "qos.reliability",
-        "best_effort",
-        "input subscriptions' reliability (best_effort matches both reliable and best-effort publishers)",
-        "best_effort | reliable",
-    ),
-    ParamSpec("qos.depth", 5, "input subscriptions' history depth", ">= 1"),
-    ParamSpec(
-        "qos.output_reliability", "reliable", "output publishers' reliability", "best_effort | reliable"
-    ),
-    ParamSpec("qos.output_depth", 2, "output publishers' history depth", ">= 1"),
-    # --- thermal to 8 bit -------------------------------------------------------------------------------
-    ParamSpec(
-        "thermal.mode",
-        "auto",
-        "16-bit thermal gain: auto (percentile window, smoothed) or fixed "
-        "(thermal.fixed_range); mono8 thermal passes through",
-        "auto | fixed",
-    ),
-    ParamSpec("thermal.low_percentile", 1.0, "auto gain: lower percentile of the window", "0 <= low < high"),
-    ParamSpec(
-        "thermal.high_percentile", 99.0, "auto gain: upper percentile of the window", "low < high <= 100"
-    ),
-    ParamSpec("thermal.smoothing", 0.9, "auto gain: EMA weight of the previous window (0: none)", "[0, 1)"),
-    ParamSpec(
-        "thermal.fixed_range",
-        [0.0, 65535.0],
-        "fixed gain: [min_count, max_count] mapped to 0..255",
-        "0 <= min < max <= 65535",
-    ),
-    ParamSpec("thermal.subsample", 4, "auto gain: percentiles on every n-th row and column", ">= 1"),
-    # --- registration -----------------------------------------------------------------------------------
-    ParamSpec(
-        "registration.homography",
-        list(IDENTITY),
-        "3×3 row-major homography from the thermal image "
-        "resized to the visible size to visible pixels (identity: aligned cameras)",
-        "9 numbers",
-    ),
-    ParamSpec(
-        "registration.max_aspect_mismatch",
-        0.25,
-        "largest relative difference of the thermal and "
-        "visible aspect ratios; a pair beyond it is dropped as malformed",
-        ">= 0",
-    ),
-    # --- outputs ----------------------------------------------------------------------------------------
-    ParamSpec("outputs.fused_image", True, "publish ~/fused/image"),
-    ParamSpec(
-        "outputs.segmentation",
-        True,
-        "publish ~/fused/segmentation (mono8 class ids; needs a checkpoint with a segmentation head)",
-    ),
-    ParamSpec("outputs.overlay", True, "publish ~/fused/overlay (classes blended over the fused image)"),
-    ParamSpec("outputs.encoding", "rgb8", "encoding of ~/fused/image and ~/fused/overlay", "rgb8 | bgr8"),
-    ParamSpec("outputs.overlay_alpha", 0.5, "weight of the class colour in the overlay", "[0, 1]"),
-    # --- input loss -------------------------------------------------------------------------------------
-    ParamSpec("timeouts.visible_s", 1.0, "visible silence (seconds) reported as WARN", "> 0"),
-    ParamSpec(
-        "timeouts.thermal_s", 1.0, "thermal silence (seconds) reported as WARN (and passthrough)", "> 0"
-    ),
-    ParamSpec(
-        "passthrough_on_thermal_loss",
-        True,
-        "republish the visible image on ~/fused/image while thermal is silent, so consumers keep a picture",
-    ),
-    # --- diagnostics and logging ----------------------------------------------------------------------------
-    ParamSpec("diagnostics.period_s", 1.0, "period of /diagnostics, seconds", "> 0"),
-    ParamSpec("diagnostics.window", 300, "frames kept for the latency percentiles", ">= 1"),
-    ParamSpec("log_throttle_s", 5.0, "least seconds between two warnings of the same kind", ">= 0"),
-)
-
-
-@dataclass(frozen=True)
-class FuseConfig:
-    """Validated parameters (see :data:`PARAMETERS` for the meaning of each)."""
-
-    weights: str
-    model: str
-    allow_untrained: bool
-    backend: str
-    device: str
-    precision: str
-    torch_threads: int
-    inline_max_ms: float
-    warmup_visible_size: tuple[int, int]
-    warmup_thermal_size: tuple[int, int]
-    sync_policy: str
-    sync_queue_size: int
-    sync_slop_s: float
-    sync_use_message_filters: bool
-    sync_clock_jump_reset_s: float
-    qos_reliability: str
-    qos_depth: int
-    qos_output_reliability: str
-    qos_output_depth: int
-    thermal_mode: str
-    thermal_low_percentile: float
-    thermal_high_percentile: float
-    thermal_smoothing: float
-    thermal_fixed_range: tuple[float, float]
-    thermal_subsample: int
-    homography: tuple[float, ...]
-    max_aspect_mismatch: float
-    output_fused_image: bool
-    output_segmentation: bool
-    output_overlay: bool
-    output_encoding: str
-    overlay_alpha: float
-    visible_timeout_s: float
-    thermal_timeout_s: float
-    passthrough_on_thermal_loss: bool
-    diagnostics_period_s: float
-    diagnostics_window: int
-    log_throttle_s: float
-
-    def thermal_converter(self) -> ThermalToU8:
-        return ThermalToU8(
-            mode=self.thermal_mode,  # type: ignore[arg-type]
-            low_percentile=self.thermal_low_percentile,
-            high_percentile=self.thermal_high_percentile,
-            smoothing=self.thermal_smoothing,
-            fixed_range=self.thermal_fixed_range,
-            subsample=self.thermal_subsample,
-        )
-
-
-def _fail(name: str, why: str) -> ConfigError:
-    return ConfigError(f"parameter '{name}': {why}")
-
-
-def _number(
-    values: dict[str, Any],
-    name: str,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    value = values[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _fail(name, f"must be a finite number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if low is not None and (value < low or (low_open and value == low)):
-        raise _fail(name, f"must be {'>' if low_open else '>='} {low:g}, got {value:g}")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise _fail(name, f"must be {'<' if high_open else '<='} {high:g}, got {value:g}")
-    return value
-
-
-def _integer(values: dict[str, Any], name: str, low: int) -> int:
-    value = values[name]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(name, f"must be an integer, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise _fail(name, f"must be >= {low}, got {value}")
-    return int(value)
-
-
-def _choice(values: dict[str, Any], name: str, choices: tuple[str, ...] | list[str]) -> str:
-    value = values[name]
-    if value not in choices:
-        raise _fail(name, f"must be one of {', '.join(choices)}, got {value!r}")
-    return str(value)
-
-
-def _size(values: dict[str, Any], name: str) -> tuple[int, int]:
-    value = list(values[name])
-    if len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
-        raise _fail(name, f"must be [height, width] with integers >= 0 ([0, 0]: none), got {value!r}")
-    if (value[0] == 0) != (value[1] == 0):
-        raise _fail(name, f"height and width must both be > 0 or both 0, got {value!r}")
-    return int(value[0]), int(value[1])
-
-
-def _floats(values: dict[str, Any], name: str, count: int) -> tuple[float, ...]:
-    value = list(values[name])
-    ok = len(value) == count and all(
-        not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) for v in value
-    )
-    if not ok:
-        raise _fail(name, f"must be {count} finite numbers, got {value!r}")
-    return tuple(float(v) for v in value)
-
-
-def parse_config(values: dict[str, Any]) -> FuseConfig:
-    """Validate the raw parameter values (name → value, as declared) into a :class:`FuseConfig`.
-
-    Raises :class:`ConfigError` naming the first bad parameter and why. ROS-free (unit-tested directly).
-    """
-    missing = [spec.name for spec in PARAMETERS if spec.name not in values]
-    if missing:
-        raise ConfigError(f"missing parameter(s): {', '.join(missing)}")
-    for name in ("weights", "model", "device"):
-        if not isinstance(values[name], str):
-            raise _fail(name, f"must be a string, got {values[name]!r}")
-    if values["weights"] and not Path(values["weights"]).is_file():
-        raise _fail("weights", f"file {values['weights']} does not exist")
-    cfg = FuseConfig(
-        weights=values["weights"],
-        model=values["model"],
-        allow_untrained=bool(values["allow_untrained"]),
-        backend=str(values["backend"]),
-        device=values["device"],
-        precision=_choice(values, "precision", ("fp32", "fp16")),
-        torch_threads=_integer(values, "torch_threads", 0),
-        inline_max_ms=_number(values, "inline_max_ms", low=0.0),
-        warmup_visible_size=_size(values, "warmup.visible_size"),
-        warmup_thermal_size=_size(values, "warmup.thermal_size"),
-        sync_policy=_choice(values, "sync.policy", POLICIES),
-        sync_queue_size=_integer(values, "sync.queue_size", 1),
-        sync_slop_s=_number(values, "sync.slop_s", 0.0, low_open=True),
-        sync_use_message_filters=bool(values["sync.use_message_filters"]),
-        sync_clock_jump_reset_s=_number(values, "sync.clock_jump_reset_s", 0.0, low_open=True),
-        qos_reliability=_choice(values, "qos.reliability", tuple(RELIABILITIES)),
-        qos_depth=_integer(values, "qos.depth", 1),
-        qos_output_reliability=_choice(values, "qos.output_reliability", tuple(RELIABILITIES)),
-        qos_output_depth=_integer(values, "qos.output_depth", 1),
-        thermal_mode=_choice(values, "thermal.mode", ("auto", "fixed")),
-        thermal_low_percentile=_number(values, "thermal.low_percentile", 0.0, 100.0),
-        thermal_high_percentile=_number(values, "thermal.high_percentile", 0.0, 100.0),
-        thermal_smoothing=_number(values, "thermal.smoothing", 0.0, 1.0, high_open=True),
-        thermal_fixed_range=_floats(values, "thermal.fixed_range", 2),  # type: ignore[arg-type]
-        thermal_subsample=_integer(values, "thermal.subsample", 1),
-        homography=_floats(values, "registration.homography", 9),
-        max_aspect_mismatch=_number(values, "registration.max_aspect_mismatch", 0.0),
-        output_fused_image=bool(values["outputs.fused_image"]),
-        output_segmentation=bool(values["outputs.segmentation"]),
-        output_overlay=bool(values["outputs.overlay"]),
-        output_encoding=_choice(values, "outputs.encoding", OUTPUT_ENCODINGS),
-        overlay_alpha=_number(values, "outputs.overlay_alpha", 0.0, 1.0),
-        visible_timeout_s=_number(values, "timeouts.visible_s", 0.0, low_open=True),
-        thermal_timeout_s=_number(values, "timeouts.thermal_s", 0.0, low_open=True),
-        passthrough_on_thermal_loss=bool(values["passthrough_on_thermal_loss"]),
-        diagnostics_period_s=_number(values, "diagnostics.period_s", 0.0, low_open=True),
-        diagnostics_window=_integer(values, "diagnostics.window", 1),
-        log_throttle_s=_number(values, "log_throttle_s", 0.0),
-    )
-    if cfg.thermal_low_percentile >= cfg.thermal_high_percentile:
-        raise _fail(
-            "thermal.low_percentile",
-            f"must be < thermal.high_percentile "
-            f"({cfg.thermal_low_percentile:g} >= {cfg.thermal_high_percentile:g})",
-        )
-    low, high = cfg.thermal_fixed_range
-    if not 0.0 <= low < high <= 65535.0:
-        raise _fail(
-            "thermal.fixed_range", f"must be [min, max] with 0 <= min < max <= 65535, got [{low}, {high}]"
-        )
-    try:
-        Registration(cfg.homography, (1, 1))
-    except ValueError as err:
-        raise _fail("registration.homography", str(err)) from None
-    if not (cfg.output_fused_image or cfg.output_segmentation or cfg.output_overlay):
-        raise _fail(
-            "outputs.fused_image",
-            "all outputs (outputs.fused_image, outputs.segmentation, "
-            "outputs.overlay) are disabled: the node would have nothing to publish",
-        )
-    return cfg
 
 
 @dataclass(slots=True)
@@ -446,52 +106,57 @@ def _qos(reliability: str, depth: int) -> QoSProfile:
 
 
 def load_engine(cfg: FuseConfig, logger: Any) -> Any:
-    """The :class:`~ssvif_ros.fusion.engine.FusionEngine` the parameters ask for, or a
-    :class:`ConfigError`."""
+    """The :class:`~ssvif_ros.fusion.engine.FusionEngine` the parameters ask for (through
+    :func:`~ssvif_ros.fusion.fusers.open_fuser`), or a :class:`ConfigError` naming the parameter at fault."""
     from ssvif_ros.checkpoint import CheckpointError
     from ssvif_ros.fusion.backends import BackendUnavailable
-    from ssvif_ros.fusion.engine import FusionEngine, default_weights, resolve_device
+    from ssvif_ros.fusion.engine import default_weights, resolve_device
+    from ssvif_ros.fusion.fusers import FuserSpecError, open_fuser
 
     try:
         resolve_device(cfg.device)
     except (ValueError, RuntimeError) as err:
-        raise _fail("device", f"{err} (use auto or cpu)") from None
-    weights = cfg.weights or (str(default_weights()) if default_weights() is not None else "")
-    if not weights and not cfg.allow_untrained and cfg.backend != "passthrough":
-        raise _fail(
+        raise param_error("device", f"{err} (use auto or cpu)") from None
+    if cfg.backend == "passthrough":
+        spec = "passthrough"
+        logger.warning(
+            "backend 'passthrough' is for BENCHMARKING ONLY: no model runs and ~/fused/image republishes "
+            "the visible image; use backend torch for fusion"
+        )
+    elif cfg.weights or default_weights() is not None:
+        spec = cfg.weights  # "": the shipped model
+    elif cfg.allow_untrained:
+        spec = cfg.model
+        logger.warning(
+            f"UNTRAINED model {cfg.model!r} with random weights (allow_untrained is true): the output is NOT "
+            "a meaningful fusion; use this for tests and benchmarks only, and set weights for real use"
+        )
+    else:
+        raise param_error(
             "weights",
             "is empty and no trained model ships with this version of ssvif_ros "
             "(ssvif_ros/weights/lightunet_ssvif.safetensors): set weights:=/path/to/model.safetensors; "
             "for tests and benchmarks only, allow_untrained:=true runs a random-init model:=lightunet",
         )
     try:
-        if cfg.backend == "passthrough":
-            logger.warning(
-                "backend 'passthrough' is for BENCHMARKING ONLY: no model runs and ~/fused/image republishes "
-                "the visible image; use backend torch for fusion"
-            )
-            return FusionEngine(model_name=cfg.model, device=cfg.device, backend="passthrough")
-        if weights:
-            return FusionEngine(
-                weights=weights, device=cfg.device, backend=cfg.backend, precision=cfg.precision
-            )
-        logger.warning(
-            f"UNTRAINED model {cfg.model!r} with random weights (allow_untrained is true): the output is NOT "
-            "a meaningful fusion; use this for tests and benchmarks only, and set weights for real use"
-        )
-        import torch
-
-        torch.manual_seed(0)  # the same random model in every process
-        return FusionEngine(
-            model_name=cfg.model, device=cfg.device, backend=cfg.backend, precision=cfg.precision
+        opened = open_fuser(
+            spec,
+            device=cfg.device,
+            backend=cfg.backend,
+            precision=cfg.precision,
+            allow_untrained=cfg.allow_untrained,
+            passthrough_model=cfg.model,
         )
     except CheckpointError as err:
-        raise _fail("weights", str(err)) from None
+        raise param_error("weights", str(err)) from None
+    except FuserSpecError as err:
+        raise param_error("model" if spec == cfg.model else "weights", str(err)) from None
     except KeyError as err:
-        raise _fail("model", str(err.args[0] if err.args else err)) from None
+        raise param_error("model", str(err.args[0] if err.args else err)) from None
     except BackendUnavailable as err:
         name = "precision" if "precision" in str(err) else "backend"
-        raise _fail(name, str(err)) from None
+        raise param_error(name, str(err)) from None
+    return opened.fuser
 
 
 class FuseNode(Node):
@@ -502,6 +167,7 @@ class FuseNode(Node):
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        self._refuse_unknown_overrides()
         self.config = cfg = parse_config({spec.name: self._declare(spec) for spec in PARAMETERS})
         log = self.get_logger()
         if cfg.torch_threads > 0:
@@ -537,7 +203,7 @@ class FuseNode(Node):
                 self._overlay = MaskOverlay(class_palette(self.engine.num_classes), cfg.overlay_alpha)
                 self._pub_overlay = self.create_publisher(Image, "~/fused/overlay", out_qos)
         if self._pub_image is None and self._pub_seg is None and self._pub_overlay is None:
-            raise _fail(
+            raise param_error(
                 "outputs.fused_image", "is false and the model has no segmentation head: nothing to publish"
             )
         self._out_msgs = {"image": Image(), "segmentation": Image(), "overlay": Image()}
@@ -620,6 +286,15 @@ class FuseNode(Node):
 
     # --- parameters -----------------------------------------------------------------------------------
 
+    def _refuse_unknown_overrides(self) -> None:
+        """A params-file or ``-p`` name that is not a parameter (a typo: ``sync.slop``) stops the node with
+        the closest valid name, instead of silently leaving the default in force. rclpy keeps the overrides
+        for this node in ``_parameter_overrides`` (no public accessor); its own parameters (use_sim_time...)
+        are allowed."""
+        overrides = getattr(self, "_parameter_overrides", {}) or {}
+        own = set(getattr(self, "_parameters", {}) or {})
+        check_names(name for name in overrides if name not in own)
+
     def _declare(self, spec: ParamSpec) -> Any:
         # Doubles accept integers too (a YAML `slop_s: 1` is meant as 1.0): they are typed dynamically and
         # checked by parse_config. Everything else is strictly typed by rclpy.
@@ -636,7 +311,7 @@ class FuseNode(Node):
         try:
             return self.declare_parameter(spec.name, spec.default, descriptor).value
         except InvalidParameterTypeException as err:
-            raise _fail(spec.name, f"wrong type ({err}); default is {spec.default!r}") from None
+            raise param_error(spec.name, f"wrong type ({err}); default is {spec.default!r}") from None
 
     # --- input callbacks (executor thread: keep them cheap) -----------------------------------------------
 

@@ -303,11 +303,12 @@ def analyse_live(
     checked = 0
     wanted = _spread(sorted(by_original), 3)
     if wanted:
-        from ssvif_ros.fusion.engine import FusionEngine
+        from ssvif_ros.fusion.fusers import open_fuser
         from ssvif_ros.fusion.pairing import create_sync
         from ssvif_ros.fusion.thermal import ThermalToU8
 
-        engine = FusionEngine(weights=weights) if weights else _untrained_engine()
+        # the node's model: the checkpoint, or (allow_untrained) the seeded random lightunet
+        engine = open_fuser(weights or "lightunet", allow_untrained=not weights).fuser
         sync = create_sync("approximate", 10, 0.05)
         with open_reader(input_bag) as bag:
             for topic, _, _, msg in bag.messages([args.visible_topic, args.thermal_topic]):
@@ -371,15 +372,6 @@ def _spread(values: list[int], count: int) -> set[int]:
     if len(values) <= count:
         return set(values)
     return {values[round(i * (len(values) - 1) / (count - 1))] for i in range(count)}
-
-
-def _untrained_engine() -> Any:
-    import torch
-
-    from ssvif_ros.fusion.engine import FusionEngine
-
-    torch.manual_seed(0)  # the node's allow_untrained model
-    return FusionEngine(model_name="lightunet")
 
 
 def run_replay(

@@ -2,42 +2,74 @@
 
     ssvif-fuse VIS.png IR.png -o fused.png [--weights W.safetensors | --baseline laplacian]
     ssvif-fuse --folder DATASET -o OUT_DIR [--weights ...]    # vi/ + ir/ (any layout the dataset reads)
+    ssvif-fuse --folder DATASET -o OUT_DIR --labels-out LABELS --overlay-out OVERLAYS
 
-Without ``--weights`` or ``--baseline`` the shipped default model is used.
+Without ``--weights`` or ``--baseline`` the shipped default model is used. ``--labels-out`` writes the
+segmentation head's class ids (uint8 PNG, same stems) and ``--overlay-out`` the fused image with the
+classes blended in; both need a checkpoint with a segmentation head. In folder mode a pair that cannot be
+read or fused is reported and skipped (exit status 1 at the end), the others are still written.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ssvif_ros.data.image_files import read_infrared, read_visible
-from ssvif_ros.fusion.baselines import BASELINES, fuse_baseline
-
-FuseFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-def make_fuser(weights: str | Path | None, baseline: str | None, device: str = "cpu") -> tuple[FuseFn, str]:
-    """A function (vis H×W×3 uint8, ir H×W uint8) -> fused H×W×3 uint8, and a description of it."""
-    if baseline is not None:
-        if baseline not in BASELINES:
-            raise SystemExit(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
-        return (lambda vis, ir: fuse_baseline(baseline, vis, ir)), f"classic baseline '{baseline}'"
-    from ssvif_ros.fusion.engine import FusionEngine, default_weights
-
-    weights = weights or default_weights()
-    if weights is None:
-        raise SystemExit("no shipped model yet and no --weights given: pass --weights or --baseline")
-    engine = FusionEngine(weights=weights, device=device)
-    return (lambda vis, ir: engine.fuse(vis, ir).image), f"model {engine.name} ({weights})"
+from ssvif_ros.checkpoint import CheckpointError
+from ssvif_ros.data.image_files import DatasetError, read_infrared, read_visible
+from ssvif_ros.fusion.baselines import BASELINES
+from ssvif_ros.fusion.fusers import FuserSpecError, OpenedFuser, open_fuser
+from ssvif_ros.fusion.overlay import blend, class_palette
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def open_method(weights: Path | None, baseline: str | None, device: str) -> OpenedFuser:
+    """The baseline, the checkpoint, or the shipped model ("" spec)."""
+    if baseline is not None and baseline not in BASELINES:
+        raise FuserSpecError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+    return open_fuser(baseline or (str(weights) if weights else ""), device=device)
+
+
+def write_outputs(
+    fuser: OpenedFuser, vis: np.ndarray, ir: np.ndarray, stem: str, out: Path, args: argparse.Namespace
+) -> None:
+    """Fuse one pair; write the fused PNG to ``out`` and, when asked, the labels and the overlay."""
+    want_labels = args.labels_out is not None or args.overlay_out is not None
+    result = fuser.fuse(vis, ir, want_labels=want_labels)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(result.image).save(out)
+    if args.labels_out is not None:
+        args.labels_out.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(result.labels).save(args.labels_out / f"{stem}.png")
+    if args.overlay_out is not None:
+        args.overlay_out.mkdir(parents=True, exist_ok=True)
+        overlay = blend(result.image, result.labels, class_palette(fuser.num_classes))
+        Image.fromarray(overlay).save(args.overlay_out / f"{stem}.png")
+
+
+def fuse_folder(fuser: OpenedFuser, args: argparse.Namespace) -> int:
+    """Every pair of ``--folder``; a pair that fails is reported on stderr and skipped. Exit status 0 or 1."""
+    from ssvif_ros.data import PairedFolderDataset
+
+    dataset = PairedFolderDataset(args.folder)
+    failed = []
+    for i, name in enumerate(dataset.names):
+        try:
+            sample = dataset.read_arrays(i)
+            write_outputs(fuser, sample["vis"], sample["ir"], name, args.out / f"{name}.png", args)
+        except (DatasetError, OSError, ValueError) as e:
+            failed.append(name)
+            print(f"skipped {name}: {e}", file=sys.stderr)
+    done = len(dataset) - len(failed)
+    print(f"fused {done} of {len(dataset)} pairs from {args.folder} with {fuser.name} -> {args.out}/")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ssvif-fuse", description=__doc__.splitlines()[0])
     p.add_argument("vis", nargs="?", type=Path, help="visible image file")
     p.add_argument("ir", nargs="?", type=Path, help="infrared image file (8- or 16-bit)")
@@ -45,28 +77,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-o", "--out", type=Path, required=True, help="output PNG (files) or folder (--folder)")
     p.add_argument("--weights", type=Path, help="checkpoint .safetensors (with its .json sidecar)")
     p.add_argument("--baseline", help=f"classic method instead of a model: {', '.join(BASELINES)}")
+    p.add_argument("--labels-out", type=Path, help="folder for the class-id PNGs (model with a head)")
+    p.add_argument("--overlay-out", type=Path, help="folder for the class overlays (model with a head)")
     p.add_argument("--device", default="cpu", help="auto, cpu or cuda[:N]")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if (args.folder is None) == (args.vis is None or args.ir is None):
         p.error("give either VIS and IR files or --folder")
-    fuse, what = make_fuser(args.weights, args.baseline, args.device)
-
-    if args.folder is None:
-        fused = fuse(read_visible(args.vis), read_infrared(args.ir))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(fused).save(args.out)
-        print(f"fused {args.vis.name} + {args.ir.name} with {what} -> {args.out}")
-        return 0
-
-    from ssvif_ros.data import PairedFolderDataset
-
-    dataset = PairedFolderDataset(args.folder)
-    for i, name in enumerate(dataset.names):
-        sample = dataset.read_arrays(i)
-        out = args.out / f"{name}.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(fuse(sample["vis"], sample["ir"])).save(out)
-    print(f"fused {len(dataset)} pairs from {args.folder} with {what} -> {args.out}/")
+    try:
+        fuser = open_method(args.weights, args.baseline, args.device)
+    except (FuserSpecError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if (args.labels_out or args.overlay_out) and not fuser.has_segmentation:
+        print(
+            f"error: --labels-out/--overlay-out need a checkpoint with a segmentation head; {fuser.name} "
+            "has none (a baseline, or a model trained without ssvif.csc)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.folder is not None:
+        return fuse_folder(fuser, args)
+    try:
+        vis, ir = read_visible(args.vis), read_infrared(args.ir)
+        write_outputs(fuser, vis, ir, args.out.stem, args.out, args)
+    except (DatasetError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"fused {args.vis.name} + {args.ir.name} with {fuser.name} -> {args.out}")
     return 0
 
 

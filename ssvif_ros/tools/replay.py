@@ -47,10 +47,9 @@ from typing import Any
 import numpy as np
 
 from ssvif_ros.eval.metrics import METRIC_NAMES, confusion_matrix, evaluate_fusion, iou_per_class, mean_iou
-from ssvif_ros.fusion.baselines import BASELINES, fuse_baseline
-from ssvif_ros.fusion.engine import FusedResult
+from ssvif_ros.fusion.fusers import FuserSpecError, OpenedFuser, open_fuser
 from ssvif_ros.fusion.pairing import POLICIES, create_sync
-from ssvif_ros.fusion.pipeline import IDENTITY, PairProcessor, timed_fuse
+from ssvif_ros.fusion.pipeline import PairProcessor, timed_fuse
 from ssvif_ros.fusion.thermal import ThermalToU8
 from ssvif_ros.io.bags import (
     IMAGE_TYPE,
@@ -63,9 +62,10 @@ from ssvif_ros.io.bags import (
     stamp_ns,
 )
 from ssvif_ros.io.image_msg import MalformedImage, image_to_numpy, to_rgb8, to_thermal
+from ssvif_ros.node.params import ConfigError, parse_config, read_params_file
 
 __all__ = [
-    "NODE_DEFAULTS",
+    "NODE",
     "Candidate",
     "ReplayError",
     "ReplayOptions",
@@ -78,21 +78,8 @@ NS_PER_S = 1_000_000_000
 VISIBLE, THERMAL = 0, 1
 DEFAULT_TOPICS = {"visible": "/camera/image_raw", "thermal": "/thermal/image_raw", "labels": "/camera/labels"}
 
-NODE_DEFAULTS: dict[str, Any] = {
-    "sync.policy": "approximate",
-    "sync.queue_size": 10,
-    "sync.slop_s": 0.05,
-    "thermal.mode": "auto",
-    "thermal.low_percentile": 1.0,
-    "thermal.high_percentile": 99.0,
-    "thermal.smoothing": 0.9,
-    "thermal.fixed_range": [0.0, 65535.0],
-    "thermal.subsample": 4,
-    "registration.homography": list(IDENTITY),
-    "registration.max_aspect_mismatch": 0.25,
-    "outputs.overlay_alpha": 0.5,
-}
-"""The node's defaults (``ssvif_ros/node/fuse_node.py`` PARAMETERS) for what the replay shares with it."""
+NODE = parse_config({}, defaults=True)
+"""The node's default settings (:mod:`ssvif_ros.node.params`): the defaults of what the replay shares."""
 
 _LABEL_BUFFER = 256  # labels / predictions kept while waiting for their partner
 
@@ -104,38 +91,8 @@ class ReplayError(RuntimeError):
 # --- fusers ----------------------------------------------------------------------------------------------
 
 
-class BaselineFuser:
-    """A training-free baseline (``average``/``max``/``laplacian``) behind the engine's ``fuse`` API."""
-
-    has_segmentation = False
-    num_classes = None
-
-    def __init__(self, name: str) -> None:
-        if name not in BASELINES:
-            raise ReplayError(f"unknown baseline {name!r}; available: {', '.join(sorted(BASELINES))}")
-        self.name = name
-
-    def fuse(self, vis: np.ndarray, ir: np.ndarray, want_labels: bool = False) -> FusedResult:
-        return FusedResult(image=fuse_baseline(self.name, vis, ir))
-
-
-@dataclass
-class Candidate:
-    """One fuser under evaluation: ``name`` (unique, for tables and topics), ``kind`` (checkpoint,
-    untrained, baseline, passthrough) and ``source`` (path or name given)."""
-
-    name: str
-    kind: str
-    source: str
-    fuser: Any
-
-    @property
-    def has_segmentation(self) -> bool:
-        return bool(self.fuser.has_segmentation)
-
-    @property
-    def num_classes(self) -> int | None:
-        return getattr(self.fuser, "num_classes", None)
+Candidate = OpenedFuser
+"""One fuser under evaluation: ``name`` (unique, for tables and topics), ``kind`` and ``source``."""
 
 
 def load_candidate(
@@ -146,39 +103,28 @@ def load_candidate(
     precision: str = "fp32",
     untrained_ok: bool = True,
 ) -> Candidate:
-    """A :class:`Candidate` from ``spec``: a checkpoint path, a baseline name, ``passthrough``, or a
-    registered model name (random weights, seeded: for cost measurements only)."""
-    from ssvif_ros.fusion.engine import FusionEngine
+    """:func:`~ssvif_ros.fusion.fusers.open_fuser` of ``spec`` (a checkpoint path, a baseline name,
+    ``passthrough``, or a registered model name: random weights, seeded, for cost measurements only),
+    named by the checkpoint's stem; errors become :class:`ReplayError` naming the spec."""
     from ssvif_ros.models import list_models
 
-    if spec in BASELINES:
-        return Candidate(spec, "baseline", spec, BaselineFuser(spec))
-    if spec == "passthrough" or (backend == "passthrough" and not spec.endswith(".safetensors")):
-        model = spec if spec in list_models() else "lightunet"
-        return Candidate(
-            "passthrough", "passthrough", spec, FusionEngine(model_name=model, backend="passthrough")
+    passthrough_model = spec if spec in list_models() else "lightunet"
+    try:
+        opened = open_fuser(
+            spec,
+            device=device,
+            backend=backend,
+            precision=precision,
+            allow_untrained=untrained_ok,
+            passthrough_model=passthrough_model,
         )
-    path = Path(spec)
-    if path.suffix == ".safetensors" or path.exists():
-        if not path.is_file():
-            raise ReplayError(f"checkpoint {path} does not exist")
-        try:
-            engine = FusionEngine(weights=path, device=device, backend=backend, precision=precision)
-        except Exception as err:  # CheckpointError, BackendUnavailable, ...: say which file
-            raise ReplayError(f"cannot load checkpoint {path}: {err}") from err
-        return Candidate(path.stem, "checkpoint", str(path), engine)
-    if spec in list_models():
-        if not untrained_ok:
-            raise ReplayError(f"{spec!r} is a model name without weights; give a checkpoint")
-        import torch
-
-        torch.manual_seed(0)  # the same random model as the node's allow_untrained
-        engine = FusionEngine(model_name=spec, device=device, backend=backend, precision=precision)
-        return Candidate(f"{spec} (untrained)", "untrained", spec, engine)
-    raise ReplayError(
-        f"{spec!r} is neither a checkpoint file, a baseline ({', '.join(sorted(BASELINES))}), "
-        f"'passthrough' nor a registered model ({', '.join(list_models())})"
-    )
+    except FuserSpecError as err:
+        raise ReplayError(str(err)) from None
+    except Exception as err:  # CheckpointError, BackendUnavailable, ...: say which file
+        raise ReplayError(f"cannot load checkpoint {spec}: {err}") from err
+    if opened.kind == "checkpoint":
+        opened.name = Path(spec).stem
+    return opened
 
 
 def _slug(name: str) -> str:
@@ -196,22 +142,13 @@ class ReplayOptions:
     thermal_topic: str = DEFAULT_TOPICS["thermal"]
     labels_topic: str | None = DEFAULT_TOPICS["labels"]  # None/"": no labels; used only if in the bag
     labels_required: bool = False  # True when the user named the labels topic explicitly
-    sync_policy: str = "approximate"
-    slop_s: float = 0.05
-    queue_size: int = 10
-    thermal: dict[str, Any] = field(
-        default_factory=lambda: {
-            "mode": "auto",
-            "low_percentile": 1.0,
-            "high_percentile": 99.0,
-            "smoothing": 0.9,
-            "fixed_range": (0.0, 65535.0),
-            "subsample": 4,
-        }
-    )
-    homography: Sequence[float] = IDENTITY
-    max_aspect_mismatch: float = 0.25
-    overlay_alpha: float = 0.5
+    sync_policy: str = NODE.sync_policy
+    slop_s: float = NODE.sync_slop_s
+    queue_size: int = NODE.sync_queue_size
+    thermal: dict[str, Any] = field(default_factory=NODE.thermal_settings)  # ThermalToU8 arguments
+    homography: Sequence[float] = NODE.homography
+    max_aspect_mismatch: float = NODE.max_aspect_mismatch
+    overlay_alpha: float = NODE.overlay_alpha
     max_frames: int | None = None
     metrics_every: int = 1  # 0: no fusion metrics
     output_bag: bool = True
@@ -405,17 +342,9 @@ def replay(
         sync = create_sync(
             opts.sync_policy, opts.queue_size, opts.slop_s, diff_window=max(1000, counts[opts.visible_topic])
         )
-        th = opts.thermal
         processor = PairProcessor(
             candidates[0].fuser,
-            ThermalToU8(
-                mode=th["mode"],
-                low_percentile=th["low_percentile"],
-                high_percentile=th["high_percentile"],
-                smoothing=th["smoothing"],
-                fixed_range=th["fixed_range"],
-                subsample=th["subsample"],
-            ),
+            ThermalToU8(**opts.thermal),
             opts.homography,
             opts.max_aspect_mismatch,
         )
@@ -941,33 +870,6 @@ def _markdown(s: dict) -> str:
 # --- command line ------------------------------------------------------------------------------------------
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
-    else:
-        out[prefix] = value
-
-
-def read_params_file(path: str | Path) -> dict[str, Any]:
-    """The node's parameters from a ROS 2 params file (``NODE: ros__parameters: {...}``), flattened to
-    dotted names (``sync.slop_s``)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ReplayError(f"cannot read params file {path}: {err}") from err
-    params: dict[str, Any] = {}
-    for node in (data or {}).values():
-        if isinstance(node, dict) and isinstance(node.get("ros__parameters"), dict):
-            _flatten("", node["ros__parameters"], params)
-    if not params:
-        raise ReplayError(f"params file {path} has no '<node>: ros__parameters:' section")
-    return params
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ssvif-replay",
@@ -1019,39 +921,54 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+CLI_PARAMETERS = {
+    "sync_policy": "sync.policy",
+    "slop": "sync.slop_s",
+    "queue_size": "sync.queue_size",
+    "thermal_mode": "thermal.mode",
+    "thermal_smoothing": "thermal.smoothing",
+    "thermal_range": "thermal.fixed_range",
+    "thermal_subsample": "thermal.subsample",
+    "homography": "registration.homography",
+    "max_aspect_mismatch": "registration.max_aspect_mismatch",
+    "overlay_alpha": "outputs.overlay_alpha",
+}
+"""Replay option (argparse dest) -> the node parameter it overrides."""
+
+
+def node_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """(the node's validated settings, the params file's raw values): node default < params file <
+    option, validated exactly as the node validates them (an unknown or bad name is a ReplayError)."""
+    try:
+        file_values = read_params_file(args.params_file) if args.params_file else {}
+        values = dict(file_values)
+        for dest, name in CLI_PARAMETERS.items():
+            if getattr(args, dest) is not None:
+                values[name] = getattr(args, dest)
+        if args.thermal_percentiles:
+            values["thermal.low_percentile"], values["thermal.high_percentile"] = args.thermal_percentiles
+        return parse_config(values, defaults=True), file_values
+    except ConfigError as err:
+        where = f" (params file {args.params_file} or options)" if args.params_file else " (options)"
+        raise ReplayError(f"{err}{where}") from None
+
+
 def options_from_args(args: argparse.Namespace) -> tuple[ReplayOptions, dict[str, Any]]:
     """(:class:`ReplayOptions`, model settings) from parsed arguments: option > params file > node default."""
-    params = dict(NODE_DEFAULTS)
-    file_params: dict[str, Any] = read_params_file(args.params_file) if args.params_file else {}
-    params.update({k: v for k, v in file_params.items() if k in NODE_DEFAULTS})
-
-    def pick(value: Any, key: str) -> Any:
-        return value if value is not None else params[key]
-
-    low, high = args.thermal_percentiles or (
-        params["thermal.low_percentile"],
-        params["thermal.high_percentile"],
-    )
+    node, file_values = node_settings(args)
     labels_topic = DEFAULT_TOPICS["labels"] if args.labels_topic is None else args.labels_topic
     opts = ReplayOptions(
         visible_topic=args.visible_topic,
         thermal_topic=args.thermal_topic,
         labels_topic=labels_topic or None,
         labels_required=bool(args.labels_topic),
-        sync_policy=pick(args.sync_policy, "sync.policy"),
-        slop_s=float(pick(args.slop, "sync.slop_s")),
-        queue_size=int(pick(args.queue_size, "sync.queue_size")),
-        thermal={
-            "mode": pick(args.thermal_mode, "thermal.mode"),
-            "low_percentile": float(low),
-            "high_percentile": float(high),
-            "smoothing": float(pick(args.thermal_smoothing, "thermal.smoothing")),
-            "fixed_range": tuple(float(v) for v in pick(args.thermal_range, "thermal.fixed_range")),
-            "subsample": int(pick(args.thermal_subsample, "thermal.subsample")),
-        },
-        homography=tuple(float(v) for v in pick(args.homography, "registration.homography")),
-        max_aspect_mismatch=float(pick(args.max_aspect_mismatch, "registration.max_aspect_mismatch")),
-        overlay_alpha=float(pick(args.overlay_alpha, "outputs.overlay_alpha")),
+        sync_policy=node.sync_policy,
+        slop_s=node.sync_slop_s,
+        queue_size=node.sync_queue_size,
+        thermal=node.thermal_settings(),
+        homography=node.homography,
+        max_aspect_mismatch=node.max_aspect_mismatch,
+        overlay_alpha=node.overlay_alpha,
         max_frames=args.max_frames,
         metrics_every=args.metrics_every,
         output_bag=not args.no_output_bag,
@@ -1062,11 +979,11 @@ def options_from_args(args: argparse.Namespace) -> tuple[ReplayOptions, dict[str
         progress=args.progress,
     )
     model = {
-        "weights": args.weights or file_params.get("weights") or None,
+        "weights": args.weights or node.weights or None,
         "model": args.model,
-        "backend": args.backend or file_params.get("backend") or "torch",
-        "device": args.device or file_params.get("device") or "cpu",
-        "precision": args.precision or file_params.get("precision") or "fp32",
+        "backend": args.backend or file_values.get("backend") or "torch",
+        "device": args.device or file_values.get("device") or "cpu",  # the replay's default: the CPU
+        "precision": args.precision or node.precision,
     }
     return opts, model
 

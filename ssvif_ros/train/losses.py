@@ -4,7 +4,7 @@ Fusion loss (SwinFusion's terms plus a colour term), with F the fused image and 
 luminance (:func:`ssvif_ros.models.color.rgb_to_y`; a 1-channel image is its own luminance):
 
 - ``int``   = L1(Y(F), T), with the intensity target T = max(Y(vis), ir) (``target="max"``, SwinFusion)
-  or the two-scale thermal-saliency rule (``target="saliency"``, :mod:`ssvif_ros.models.guides`), which
+  or the pyramid thermal-saliency rule (``target="saliency"``, :mod:`ssvif_ros.models.guides`), which
   keeps the visible detail where the thermal image is flat and the thermal image around warm targets
 - ``grad``  = L1(S(Y(F)), max(S(Y(vis)), S(ir))), S = Sobel |Gx| + |Gy| (replicate padding)
 - ``ssim``  = 0.5·(1 − SSIM(Y(F), Y(vis))) + 0.5·(1 − SSIM(Y(F), ir))   (pytorch-msssim, data_range 1)

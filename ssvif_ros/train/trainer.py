@@ -228,8 +228,7 @@ class Trainer:
         if self.state.finished:
             log(d, f"{self.run_dir}: the run already finished ({self.state.finished}); nothing to do")
             return self.state
-        self.model_t = wrap_ddp(d, self.model)
-        self.branches_t = {k: wrap_ddp(d, m) for k, m in self.branches.items()}
+        self.wrap_for_training()
         self._open_logs()
         for epoch in range(self.state.epoch, self.tr["max_epochs"]):
             if self.train_epoch(epoch):
@@ -239,6 +238,12 @@ class Trainer:
             dist.barrier()
             dist.destroy_process_group()
         return self.state
+
+    def wrap_for_training(self) -> None:
+        """The modules the steps run: DDP-wrapped under torchrun, the modules themselves otherwise (after a
+        resume has loaded the weights, so every rank starts from the same ones)."""
+        self.model_t = wrap_ddp(self.d, self.model)
+        self.branches_t = {k: wrap_ddp(self.d, m) for k, m in self.branches.items()}
 
     def _open_logs(self) -> None:
         cfg, s = self.cfg, self.state
