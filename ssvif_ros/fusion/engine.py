@@ -161,6 +161,13 @@ class FusionEngine:
         head = self.checkpoint.seg_head
         return int(head.num_classes) if head is not None else None
 
+    @property
+    def class_names(self) -> list[str | None] | None:
+        """Names of the head's class ids from the sidecar (``training/name_classes.py``; None per unmatched
+        id), or None when the ids were never named (a label-free head's ids mean nothing by themselves)."""
+        names = (self.checkpoint.meta or {}).get("class_names")
+        return list(names) if isinstance(names, list) else None
+
     def _buffers_for(self, height: int, width: int) -> _InputBuffers:
         key = (height, width)
         buffers = self._buffers.get(key)

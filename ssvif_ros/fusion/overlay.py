@@ -104,10 +104,13 @@ class MaskOverlay:
     """Precomputed lookup tables for one palette and alpha: :meth:`colorize` and :meth:`blend`.
 
     ``palette``: ``(K, 3)`` uint8 RGB, K <= 255; ``alpha``: weight of the class colour in [0, 1] (used in
-    steps of 1/256).
+    steps of 1/256); ``names``: one name (or None: shown as ``id k``) per class id to draw a legend of the
+    classes in each frame (no legend when None).
     """
 
-    def __init__(self, palette: ArrayLike | None = None, alpha: float = 0.5) -> None:
+    def __init__(
+        self, palette: ArrayLike | None = None, alpha: float = 0.5, names: list[str | None] | None = None
+    ) -> None:
         table = _validated_palette(class_palette() if palette is None else palette)
         alpha = float(alpha)
         if not 0.0 <= alpha <= 1.0:
@@ -123,6 +126,7 @@ class MaskOverlay:
         self._keep_lut[:count] = 256 - weight
         self._add_lut = np.zeros((3, 256), dtype=np.uint16)  # planar: one row per channel
         self._add_lut[:, :count] = table.T.astype(np.uint16) * weight
+        self._legend = None if names is None else legend_tiles(names, table)
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """``(H, W)`` class ids → ``uint8 (H, W, 3)`` colours (black where the id has no colour)."""
@@ -152,7 +156,43 @@ class MaskOverlay:
         acc >>= 8
         out = np.empty(image_rgb.shape, dtype=np.uint8)
         out.transpose(2, 0, 1)[...] = acc
+        if self._legend is not None:
+            draw_legend(out, self._legend, ids)
         return out
+
+
+LEGEND_ROW = 14  # pixels per legend entry
+
+
+def legend_tiles(names: list[str | None], palette: np.ndarray) -> list[np.ndarray]:
+    """One small RGB tile per class id: its colour swatch and its name (``id k`` when the id is unnamed),
+    drawn once so the per-frame legend is a few array copies."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=11)
+    tiles = []
+    for k, name in enumerate(names[: palette.shape[0]]):
+        text = name if name else f"id {k}"
+        width = int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font)) + 20
+        tile = Image.new("RGB", (width, LEGEND_ROW), (0, 0, 0))
+        draw = ImageDraw.Draw(tile)
+        draw.rectangle((2, 2, 11, LEGEND_ROW - 3), fill=tuple(int(c) for c in palette[k]))
+        draw.text((15, 0), text, fill=(255, 255, 255), font=font)
+        tiles.append(np.asarray(tile))
+    return tiles
+
+
+def draw_legend(image: np.ndarray, tiles: list[np.ndarray], ids: np.ndarray) -> None:
+    """Paste the tiles of the class ids present in ``ids`` down the top-left corner of ``image``, in place."""
+    present = np.flatnonzero(np.bincount(ids.ravel(), minlength=len(tiles))[: len(tiles)])
+    y = 2
+    for k in present:
+        tile = tiles[k]
+        h, w = min(tile.shape[0], image.shape[0] - y), min(tile.shape[1], image.shape[1] - 2)
+        if h <= 0:
+            break
+        image[y : y + h, 2 : 2 + w] = tile[:h, :w]
+        y += LEGEND_ROW
 
 
 def colorize(labels: np.ndarray, palette: ArrayLike) -> np.ndarray:
@@ -164,3 +204,8 @@ def blend(image_rgb: np.ndarray, labels: np.ndarray, palette: ArrayLike, alpha: 
     """``round((1 - alpha) · image + alpha · palette[label])`` where the label has a colour, else the
     image unchanged; ``uint8 (H, W, 3)``. For a video stream build one :class:`MaskOverlay` instead."""
     return MaskOverlay(palette, alpha).blend(image_rgb, labels)
+
+
+def legend_names(class_names: list[str | None] | None, num_classes: int) -> list[str | None]:
+    """The legend's names: the checkpoint's, or all None (anonymous ids, shown as ``id k``)."""
+    return list(class_names) if class_names else [None] * num_classes

@@ -198,9 +198,10 @@ class FuseNode(Node):
             if cfg.output_segmentation:
                 self._pub_seg = self.create_publisher(Image, "~/fused/segmentation", out_qos)
             if cfg.output_overlay:
-                from ssvif_ros.fusion.overlay import MaskOverlay, class_palette
+                from ssvif_ros.fusion.overlay import MaskOverlay, class_palette, legend_names
 
-                self._overlay = MaskOverlay(class_palette(self.engine.num_classes), cfg.overlay_alpha)
+                names = legend_names(self.engine.class_names, self.engine.num_classes)
+                self._overlay = MaskOverlay(class_palette(self.engine.num_classes), cfg.overlay_alpha, names)
                 self._pub_overlay = self.create_publisher(Image, "~/fused/overlay", out_qos)
         if self._pub_image is None and self._pub_seg is None and self._pub_overlay is None:
             raise param_error(
@@ -283,6 +284,14 @@ class FuseNode(Node):
             f"{self.topics[THERMAL]} ({sync_name}, slop {cfg.sync_slop_s:g} s, QoS {cfg.qos_reliability} "
             f"depth {cfg.qos_depth}); outputs {', '.join(outputs)}"
         )
+        if self._pub_seg is not None or self._pub_overlay is not None:
+            names = getattr(self.engine, "class_names", None)
+            log.info(
+                "segmentation classes: " + ", ".join(f"{k}={n or '?'}" for k, n in enumerate(names))
+                if names
+                else "segmentation ids are anonymous (label-free head, no class names in the checkpoint's "
+                "sidecar; name them with training/name_classes.py)"
+            )
 
     # --- parameters -----------------------------------------------------------------------------------
 

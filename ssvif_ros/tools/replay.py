@@ -310,6 +310,254 @@ def _mean_metrics(rows: Sequence[dict[str, float] | None]) -> dict[str, float | 
 # --- the replay --------------------------------------------------------------------------------------------
 
 
+class _Session:
+    """One replay's state: the bag, the candidates' runs, the pairing, the outputs and what was counted.
+
+    :meth:`read` goes through the bag in log-time order (decode, pair, :meth:`process` each pair);
+    :func:`replay` opens and closes everything around it and writes the report from this state."""
+
+    def __init__(
+        self, bag: Any, candidates: Sequence[Candidate], opts: ReplayOptions, out_dir: Path, stack: Any
+    ):
+        self.bag, self.opts, self.stack, self.timer = bag, opts, stack, _PhaseTimer()
+        self.candidates = list(candidates)
+        self.bag_out = out_dir / "fused_bag"
+        self.labels_topic = _check_topics(bag, opts)
+        self.counts, self.bag_topics = bag.message_counts(), bag.topics()
+        self.sync = create_sync(
+            opts.sync_policy,
+            opts.queue_size,
+            opts.slop_s,
+            diff_window=max(1000, self.counts[opts.visible_topic]),
+        )
+        self.processor = PairProcessor(
+            candidates[0].fuser, ThermalToU8(**opts.thermal), opts.homography, opts.max_aspect_mismatch
+        )
+        self.runs = [_ModelRun(c) for c in candidates]
+        self._name_topics()
+        self.writer = None
+        self.matcher = _LabelMatcher(int(opts.slop_s * NS_PER_S))
+        self.topics = [opts.visible_topic, opts.thermal_topic] + (
+            [self.labels_topic] if self.labels_topic else []
+        )
+        self.index_of = {opts.visible_topic: VISIBLE, opts.thermal_topic: THERMAL}
+        expected = self.counts[opts.visible_topic]
+        self.expected_pairs = min(expected, opts.max_frames) if opts.max_frames is not None else expected
+        spread = np.linspace(0, max(self.expected_pairs - 1, 0), max(1, opts.contact_frames))
+        self.sheet_targets = set(np.unique(spread.round().astype(int)))
+        self.sheet_rows: list[dict[str, Any]] = []
+        self.last_sheet: dict[str, Any] | None = None
+        self.frames: list[dict[str, Any]] = []
+        self.malformed = {"visible": 0, "thermal": 0, "labels": 0}
+        self.aspect_dropped = 0
+        self.stamp_ranges: dict[str, list[int]] = {}
+        self.received = {t: 0 for t in self.topics}
+        self.bar = self._progress_bar()
+
+    def _name_topics(self) -> None:
+        """Output topics per run (one namespace per model when several), and the overlay of a head."""
+        ns = "/" + self.opts.output_namespace.strip("/") if self.opts.output_namespace.strip("/") else ""
+        for run in self.runs:
+            base = f"{ns}/{_slug(run.candidate.name)}" if len(self.runs) > 1 else ns
+            run.topics["image"] = f"{base}/fused/image"
+            if run.candidate.has_segmentation:
+                from ssvif_ros.fusion.overlay import MaskOverlay, class_palette, legend_names
+
+                k = run.candidate.num_classes
+                names = legend_names(getattr(run.candidate.fuser, "class_names", None), k)
+                run.overlay = MaskOverlay(class_palette(k), self.opts.overlay_alpha, names)
+                run.topics["segmentation"] = f"{base}/fused/segmentation"
+                run.topics["overlay"] = f"{base}/fused/overlay"
+
+    def _progress_bar(self) -> Any:
+        total = sum(self.counts[t] for t in self.topics)
+        show = self.opts.progress
+        if show is None:
+            show = total >= 100 and sys.stderr.isatty()
+        if not show:
+            return None
+        from tqdm import tqdm
+
+        return self.stack.enter_context(tqdm(total=self.expected_pairs, desc="replay", unit="pair"))
+
+    # --- per pair ------------------------------------------------------------------------------------------
+
+    def process(self, vis: _Frame, therm: _Frame, spread_ns: int) -> None:
+        """Thermal gain and registration once, then every candidate on the pair (the node's per-pair code)."""
+        index, opts = len(self.frames), self.opts
+        if not self.processor.aspect_ok(vis.array.shape, therm.array.shape):
+            self.aspect_dropped += 1
+            return
+        if not self.frames:  # first pair: settle the model at this size, as the node does at start
+            self._warmup(vis.array.shape)
+        with self.timer("thermal"):
+            ir = self.processor.prepare_thermal(therm.array, vis.array.shape[:2])
+        record: dict[str, Any] = {
+            "frame": index,
+            "visible_stamp_ns": vis.stamp_ns,
+            "thermal_stamp_ns": therm.stamp_ns,
+            "stamp_diff_ms": spread_ns / 1e6,
+            "models": {},
+        }
+        want_metrics = opts.metrics_every > 0 and index % opts.metrics_every == 0
+        sheet: dict[str, Any] = {"visible": vis.array, "thermal": ir, "fused": {}, "overlay": {}}
+        for run in self.runs:
+            record["models"][run.candidate.name] = self._fuse(run, vis, ir, want_metrics, sheet)
+        self.frames.append(record)
+        sheet["frame"], sheet["stamp_ns"] = index, vis.stamp_ns
+        if index in self.sheet_targets:
+            self.sheet_rows.append(sheet)
+        self.last_sheet = sheet  # shown too when the bag had fewer pairs than expected
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _warmup(self, shape: tuple[int, ...]) -> None:
+        with self.timer("warmup"):
+            for run in self.runs:
+                warmup = getattr(run.candidate.fuser, "warmup", None)
+                if warmup is not None:
+                    warmup(shape[0], shape[1], run.candidate.has_segmentation)
+
+    def _fuse(
+        self, run: _ModelRun, vis: _Frame, ir: np.ndarray, want_metrics: bool, sheet: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One candidate on one pair: fuse, metrics, overlay, label scores, outputs; its frame entry."""
+        cand, timer = run.candidate, self.timer
+        result, seconds = timed_fuse(cand.fuser, vis.array, ir, cand.has_segmentation)
+        timer.add("inference", seconds)
+        run.inference_s.append(seconds)
+        entry: dict[str, Any] = {"inference_ms": seconds * 1e3}
+        metrics = None
+        if want_metrics:
+            with timer("metrics"):
+                metrics = evaluate_fusion(vis.array, ir, result.image)
+            entry.update(metrics)
+        run.metrics.append(metrics)
+        overlay = None
+        if result.labels is not None:
+            with timer("overlay"):
+                overlay = run.overlay.blend(result.image, result.labels)
+            if self.labels_topic:
+                with timer("labels"):
+                    truth = self.matcher.add_prediction(vis.stamp_ns, run, result.labels)
+                    if truth is not None:
+                        _score_labels(run, result.labels, truth, self.labels_topic)
+        if self.opts.output_bag:
+            with timer("write"):
+                self._write(run, result, overlay, vis)
+        sheet["fused"][cand.name] = result.image
+        if overlay is not None:
+            sheet["overlay"][cand.name] = overlay
+        return entry
+
+    def _write(self, run: _ModelRun, result: Any, overlay: np.ndarray | None, vis: _Frame) -> None:
+        if self.writer is None:
+            self.writer = self.stack.enter_context(open_writer(self.bag_out, self.opts.output_storage))
+            for r in self.runs:
+                for topic in r.topics.values():
+                    self.writer.add_topic(topic, IMAGE_TYPE)
+        outputs = [("image", result.image, "rgb8")]
+        if result.labels is not None:
+            outputs += [("segmentation", result.labels, "mono8"), ("overlay", overlay, "rgb8")]
+        for key, array, encoding in outputs:
+            msg = make_image_msg(array, encoding, vis.stamp_ns, vis.frame_id)
+            self.writer.write(run.topics[key], vis.log_ns, msg)
+
+    # --- the bag -------------------------------------------------------------------------------------------
+
+    def read(self) -> None:
+        """Every message in log-time order: decode, pair, process; stop after ``max_frames`` pairs (labels
+        logged within the slop after the last pair are still read)."""
+        opts, timer = self.opts, self.timer
+        done, drain_until = False, None
+        messages = iter(self.bag.messages(self.topics))
+        while True:
+            with timer("read"):
+                item = next(messages, None)
+            if item is None:
+                break
+            topic, _, log_ns, msg = item
+            if done:
+                if drain_until is None or log_ns > drain_until:
+                    break
+                if topic != self.labels_topic:
+                    continue
+            self.received[topic] += 1
+            with timer("decode"):
+                array = self._decode(topic, msg)
+                if array is None:
+                    continue
+                stamp = stamp_ns(msg)
+            span = self.stamp_ranges.setdefault(topic, [stamp, stamp])
+            span[0], span[1] = min(span[0], stamp), max(span[1], stamp)
+            if topic == self.labels_topic:
+                with timer("labels"):
+                    for run, pred, truth in self.matcher.add_label(stamp, np.array(array)):
+                        _score_labels(run, pred, truth, self.labels_topic)
+                continue
+            with timer("sync"):
+                pairs = self.sync.add(
+                    self.index_of[topic], stamp, _Frame(array, stamp, log_ns, msg.header.frame_id)
+                )
+            for pair in pairs:
+                self.process(pair.items[VISIBLE], pair.items[THERMAL], pair.spread_ns)
+                if opts.max_frames is not None and len(self.frames) >= opts.max_frames:
+                    done = True
+                    drain_until = log_ns + int(opts.slop_s * NS_PER_S) if self.labels_topic else None
+                    break
+        if not done:
+            self.sync.flush()
+
+    def _decode(self, topic: str, msg: Any) -> np.ndarray | None:
+        """The message's pixels, or None (counted as malformed) when it cannot be decoded."""
+        try:
+            if topic == self.labels_topic:
+                array = image_to_numpy(msg, topic)
+                if array.ndim != 2:
+                    raise MalformedImage(topic, "encoding", f"labels must be mono8, got {msg.encoding!r}")
+                return array
+            if self.index_of[topic] == VISIBLE:
+                return to_rgb8(msg, topic)
+            return to_thermal(msg, topic)
+        except MalformedImage:
+            role = "labels" if topic == self.labels_topic else ("visible", "thermal")[self.index_of[topic]]
+            self.malformed[role] += 1
+            return None
+
+    def finish(self) -> None:
+        """The last contact-sheet row, the last label scores; a :class:`ReplayError` when nothing paired."""
+        last = self.last_sheet
+        if len(self.sheet_rows) < self.opts.contact_frames and last is not None:
+            if all(r is not last for r in self.sheet_rows):
+                self.sheet_rows.append(last)
+        if self.labels_topic:
+            for run, pred, truth in self.matcher.finish():
+                _score_labels(run, pred, truth, self.labels_topic)
+        if not self.frames:
+            raise ReplayError(self._why_no_pairs())
+
+    def _why_no_pairs(self) -> str:
+        opts, detail = self.opts, []
+        for role, topic in (("visible", opts.visible_topic), ("thermal", opts.thermal_topic)):
+            span = self.stamp_ranges.get(topic)
+            rng = f"stamps {span[0] / 1e9:.3f} .. {span[1] / 1e9:.3f} s" if span else "no decodable message"
+            detail.append(
+                f"{role} {topic}: {self.received[topic]} msgs, {self.malformed[role]} malformed, {rng}"
+            )
+        why = (
+            f"{self.aspect_dropped} pair(s) dropped for an aspect-ratio mismatch above "
+            f"{opts.max_aspect_mismatch:g} (--max-aspect-mismatch)"
+            if self.aspect_dropped
+            else f"no visible/thermal stamps within the slop {opts.slop_s:g} s "
+            f"(--slop, policy {opts.sync_policy})"
+        )
+        return (
+            f"no pairable frames in bag {self.bag.path}: {why}.\n  "
+            + "\n  ".join(detail)
+            + f"\nThe bag has:\n{self.bag.describe()}"
+        )
+
+
 def replay(
     bag_path: str | Path, candidates: Sequence[Candidate], opts: ReplayOptions, out_dir: str | Path
 ) -> dict:
@@ -332,245 +580,28 @@ def replay(
         if not (bag_out / "metadata.yaml").is_file():
             raise ReplayError(f"{bag_out} exists and is not a bag from an earlier replay; move it away")
         shutil.rmtree(bag_out)
-
-    timer = _PhaseTimer()
     started = time.perf_counter()
     with open_reader(bag_path) as bag, contextlib.ExitStack() as stack:
-        labels_topic = _check_topics(bag, opts)
-        counts = bag.message_counts()
-        bag_topics = bag.topics()
-        sync = create_sync(
-            opts.sync_policy, opts.queue_size, opts.slop_s, diff_window=max(1000, counts[opts.visible_topic])
-        )
-        processor = PairProcessor(
-            candidates[0].fuser,
-            ThermalToU8(**opts.thermal),
-            opts.homography,
-            opts.max_aspect_mismatch,
-        )
-        runs = [_ModelRun(c) for c in candidates]
-        ns = "/" + opts.output_namespace.strip("/") if opts.output_namespace.strip("/") else ""
-        for run in runs:
-            base = f"{ns}/{_slug(run.candidate.name)}" if len(runs) > 1 else ns
-            run.topics["image"] = f"{base}/fused/image"
-            if run.candidate.has_segmentation:
-                from ssvif_ros.fusion.overlay import MaskOverlay, class_palette
-
-                run.overlay = MaskOverlay(class_palette(run.candidate.num_classes), opts.overlay_alpha)
-                run.topics["segmentation"] = f"{base}/fused/segmentation"
-                run.topics["overlay"] = f"{base}/fused/overlay"
-        writer = None
-        matcher = _LabelMatcher(int(opts.slop_s * NS_PER_S))
-
-        topics = [opts.visible_topic, opts.thermal_topic] + ([labels_topic] if labels_topic else [])
-        index_of = {opts.visible_topic: VISIBLE, opts.thermal_topic: THERMAL}
-        expected_pairs = counts[opts.visible_topic]
-        if opts.max_frames is not None:
-            expected_pairs = min(expected_pairs, opts.max_frames)
-        sheet_targets = set(
-            np.unique(
-                np.linspace(0, max(expected_pairs - 1, 0), max(1, opts.contact_frames)).round().astype(int)
-            )
-        )
-        sheet_rows: list[dict[str, Any]] = []
-        last_sheet: list[dict[str, Any] | None] = [None]
-        frames: list[dict[str, Any]] = []
-        malformed = {"visible": 0, "thermal": 0, "labels": 0}
-        aspect_dropped = 0
-        stamp_ranges: dict[str, list[int]] = {}
-        received = {t: 0 for t in topics}
-        total_messages = sum(counts[t] for t in topics)
-        show = opts.progress if opts.progress is not None else (total_messages >= 100 and sys.stderr.isatty())
-        bar = None
-        if show:
-            from tqdm import tqdm
-
-            bar = stack.enter_context(tqdm(total=expected_pairs, desc="replay", unit="pair"))
-
-        def process(vis: _Frame, therm: _Frame, spread_ns: int) -> None:
-            nonlocal writer, aspect_dropped
-            index = len(frames)
-            if not processor.aspect_ok(vis.array.shape, therm.array.shape):
-                aspect_dropped += 1
-                return
-            if not frames:  # first pair: settle the model at this size, as the node does at start
-                with timer("warmup"):
-                    for run in runs:
-                        warmup = getattr(run.candidate.fuser, "warmup", None)
-                        if warmup is not None:
-                            warmup(vis.array.shape[0], vis.array.shape[1], run.candidate.has_segmentation)
-            with timer("thermal"):
-                ir = processor.prepare_thermal(therm.array, vis.array.shape[:2])
-            record: dict[str, Any] = {
-                "frame": index,
-                "visible_stamp_ns": vis.stamp_ns,
-                "thermal_stamp_ns": therm.stamp_ns,
-                "stamp_diff_ms": spread_ns / 1e6,
-                "models": {},
-            }
-            want_metrics = opts.metrics_every > 0 and index % opts.metrics_every == 0
-            sheet: dict[str, Any] = {"visible": vis.array, "thermal": ir, "fused": {}, "overlay": {}}
-            for run in runs:
-                cand = run.candidate
-                result, seconds = timed_fuse(cand.fuser, vis.array, ir, cand.has_segmentation)
-                timer.add("inference", seconds)
-                run.inference_s.append(seconds)
-                entry: dict[str, Any] = {"inference_ms": seconds * 1e3}
-                metrics = None
-                if want_metrics:
-                    with timer("metrics"):
-                        metrics = evaluate_fusion(vis.array, ir, result.image)
-                    entry.update(metrics)
-                run.metrics.append(metrics)
-                overlay = None
-                if result.labels is not None:
-                    with timer("overlay"):
-                        overlay = run.overlay.blend(result.image, result.labels)
-                    if labels_topic:
-                        with timer("labels"):
-                            truth = matcher.add_prediction(vis.stamp_ns, run, result.labels)
-                            if truth is not None:
-                                _score_labels(run, result.labels, truth, labels_topic)
-                if opts.output_bag:
-                    with timer("write"):
-                        if writer is None:
-                            writer = stack.enter_context(open_writer(bag_out, opts.output_storage))
-                            for r in runs:
-                                for topic in r.topics.values():
-                                    writer.add_topic(topic, IMAGE_TYPE)
-                        outputs = [("image", result.image, "rgb8")]
-                        if result.labels is not None:
-                            outputs += [
-                                ("segmentation", result.labels, "mono8"),
-                                ("overlay", overlay, "rgb8"),
-                            ]
-                        for key, array, encoding in outputs:
-                            msg = make_image_msg(array, encoding, vis.stamp_ns, vis.frame_id)
-                            writer.write(run.topics[key], vis.log_ns, msg)
-                sheet["fused"][cand.name] = result.image
-                if overlay is not None:
-                    sheet["overlay"][cand.name] = overlay
-                record["models"][cand.name] = entry
-            frames.append(record)
-            sheet["frame"] = index
-            sheet["stamp_ns"] = vis.stamp_ns
-            if index in sheet_targets:
-                sheet_rows.append(sheet)
-            last_sheet[0] = sheet  # shown too when the bag had fewer pairs than expected
-            if bar is not None:
-                bar.update(1)
-
-        done = False
-        drain_until = None  # after --max-frames: labels logged up to here may still belong to a pair
-        messages = iter(bag.messages(topics))
-        while True:
-            with timer("read"):
-                item = next(messages, None)
-            if item is None:
-                break
-            topic, _, log_ns, msg = item
-            if done:
-                if drain_until is None or log_ns > drain_until:
-                    break
-                if topic != labels_topic:
-                    continue
-            received[topic] += 1
-            with timer("decode"):
-                try:
-                    if topic == labels_topic:
-                        array = image_to_numpy(msg, topic)
-                        if array.ndim != 2:
-                            raise MalformedImage(
-                                topic, "encoding", f"labels must be mono8, got {msg.encoding!r}"
-                            )
-                    elif index_of[topic] == VISIBLE:
-                        array = to_rgb8(msg, topic)
-                    else:
-                        array = to_thermal(msg, topic)
-                except MalformedImage:
-                    role = "labels" if topic == labels_topic else ("visible", "thermal")[index_of[topic]]
-                    malformed[role] += 1
-                    continue
-                stamp = stamp_ns(msg)
-            span = stamp_ranges.setdefault(topic, [stamp, stamp])
-            span[0], span[1] = min(span[0], stamp), max(span[1], stamp)
-            if topic == labels_topic:
-                with timer("labels"):
-                    for run, pred, truth in matcher.add_label(stamp, np.array(array)):
-                        _score_labels(run, pred, truth, labels_topic)
-                continue
-            frame = _Frame(array, stamp, log_ns, msg.header.frame_id)
-            with timer("sync"):
-                pairs = sync.add(index_of[topic], stamp, frame)
-            for pair in pairs:
-                process(pair.items[VISIBLE], pair.items[THERMAL], pair.spread_ns)
-                if opts.max_frames is not None and len(frames) >= opts.max_frames:
-                    done = True
-                    drain_until = log_ns + int(opts.slop_s * NS_PER_S) if labels_topic else None
-                    break
-        if not done:
-            sync.flush()
-        last = last_sheet[0]
-        if (
-            len(sheet_rows) < opts.contact_frames
-            and last is not None
-            and all(r is not last for r in sheet_rows)
-        ):
-            sheet_rows.append(last)
-        if labels_topic:
-            for run, pred, truth in matcher.finish():
-                _score_labels(run, pred, truth, labels_topic)
+        session = _Session(bag, candidates, opts, out_dir, stack)
+        session.read()
+        session.finish()
         loop_s = time.perf_counter() - started
-        stats = sync.stats.summary(["visible", "thermal"])
+    return _write_report(session, bag_path, out_dir, loop_s)
 
-        if not frames:
-            detail = []
-            for role, topic in (("visible", opts.visible_topic), ("thermal", opts.thermal_topic)):
-                span = stamp_ranges.get(topic)
-                rng = (
-                    f"stamps {span[0] / 1e9:.3f} .. {span[1] / 1e9:.3f} s" if span else "no decodable message"
-                )
-                detail.append(f"{role} {topic}: {received[topic]} msgs, {malformed[role]} malformed, {rng}")
-            why = (
-                f"{aspect_dropped} pair(s) dropped for an aspect-ratio mismatch above "
-                f"{opts.max_aspect_mismatch:g} (--max-aspect-mismatch)"
-                if aspect_dropped
-                else f"no visible/thermal stamps within the slop {opts.slop_s:g} s "
-                f"(--slop, policy {opts.sync_policy})"
-            )
-            raise ReplayError(
-                f"no pairable frames in bag {bag.path}: {why}.\n  "
-                + "\n  ".join(detail)
-                + f"\nThe bag has:\n{bag.describe()}"
-            )
 
-    # --- outputs -----------------------------------------------------------------------------------------
+def _write_report(session: _Session, bag_path: str | Path, out_dir: Path, loop_s: float) -> dict:
+    """summary.json, frames.csv, the contact sheet, the plots and report.md; returns the summary."""
+    timer, runs = session.timer, session.runs
     with timer("report"):
-        summary = _summarise(
-            bag_path,
-            bag_topics,
-            counts,
-            candidates,
-            runs,
-            opts,
-            labels_topic,
-            stats,
-            frames,
-            malformed,
-            aspect_dropped,
-            matcher,
-            timer,
-            loop_s,
-            bag_out if writer is not None else None,
-        )
-        _write_frames_csv(out_dir / "frames.csv", frames, runs)
+        summary = _summarise(session, bag_path, loop_s)
+        _write_frames_csv(out_dir / "frames.csv", session.frames, runs)
         files = {"summary": "summary.json", "frames": "frames.csv"}
-        if sheet_rows:
-            _write_contact_sheet(out_dir / "contact_sheet.png", sheet_rows, runs)
+        if session.sheet_rows:
+            _write_contact_sheet(out_dir / "contact_sheet.png", session.sheet_rows, runs)
             files["contact_sheet"] = "contact_sheet.png"
-        if opts.plots:
-            files.update(_write_plots(out_dir, frames, runs))
-        if writer is not None:
+        if session.opts.plots:
+            files.update(_write_plots(out_dir, session.frames, runs))
+        if session.writer is not None:
             files["output_bag"] = "fused_bag"
         files["report"] = "report.md"
         summary["files"] = files
@@ -590,10 +621,12 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _summarise(
-    bag_path, bag_topics, counts, candidates, runs, opts, labels_topic, stats, frames,
-    malformed, aspect_dropped, matcher, timer, loop_s, bag_out,
-) -> dict:  # fmt: skip
+def _summarise(session: _Session, bag_path: str | Path, loop_s: float) -> dict:
+    """The summary of a finished session (see the module doc for its content)."""
+    opts, runs, frames, timer = session.opts, session.runs, session.frames, session.timer
+    labels_topic, matcher = session.labels_topic, session.matcher
+    bag_out = session.bag_out if session.writer is not None else None
+    stats = session.sync.stats.summary(["visible", "thermal"])
     diffs = [f["stamp_diff_ms"] for f in frames]
     phases = dict(timer.seconds)
     io_pairing = sum(phases.get(k, 0.0) for k in ("read", "decode", "sync", "write"))
@@ -631,8 +664,8 @@ def _summarise(
         "queue_size": opts.queue_size,
         **stats,
         "fused_pairs": len(frames),
-        "malformed": malformed,
-        "aspect_dropped": aspect_dropped,
+        "malformed": session.malformed,
+        "aspect_dropped": session.aspect_dropped,
         "stamp_diff_ms": {
             "mean": float(np.mean(diffs)),
             "p50": _percentile(diffs, 50),
@@ -642,7 +675,10 @@ def _summarise(
     }
     return {
         "bag": str(bag_path),
-        "topics": {t: {"type": bag_topics[t], "messages": counts.get(t, 0)} for t in bag_topics},
+        "topics": {
+            t: {"type": session.bag_topics[t], "messages": session.counts.get(t, 0)}
+            for t in session.bag_topics
+        },
         "inputs": {"visible": opts.visible_topic, "thermal": opts.thermal_topic, "labels": labels_topic},
         "settings": {
             "thermal": {k: list(v) if isinstance(v, tuple) else v for k, v in opts.thermal.items()},

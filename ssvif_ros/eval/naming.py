@@ -1,0 +1,60 @@
+"""Names for a label-free segmentation head's class ids, from a handful of labelled images.
+
+A head trained with CSC learns K clusters whose ids mean nothing by themselves. :func:`match_class_names`
+runs the head over labelled pairs, pools the (true class, head id) pixel counts and matches ids to classes
+one-to-one (Hungarian, as :mod:`ssvif_ros.eval.probe` does); :func:`write_class_names` stores the result in
+the checkpoint's sidecar (``class_names``: one name or null per id, and how they were found), which the
+engine, the node's overlay legend and the replay report read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ssvif_ros.checkpoint import atomic_write_bytes, read_sidecar, sidecar_path
+from ssvif_ros.data import PairedFolderDataset
+from ssvif_ros.eval.fusion import select_indices
+from ssvif_ros.eval.probe import pooled_confusion
+
+
+def match_class_names(
+    weights: Path, roots: Sequence[Path], class_names: Sequence[str], split: str | None, limit: int | None
+) -> dict[str, Any]:
+    """``{"class_names": [name or None per head id], "iou": [IoU of each named id or None], "pairs": n}``.
+
+    Raises ValueError for a checkpoint without a head or labels outside ``class_names``."""
+    from ssvif_ros.fusion.engine import FusionEngine
+
+    engine = FusionEngine(weights=weights, device="cpu")
+    if not engine.has_segmentation:
+        raise ValueError(f"{weights}: the checkpoint has no segmentation head to name")
+    dataset = PairedFolderDataset(list(roots), load_labels=True)
+    samples = [dataset.read_arrays(i, load_labels=True) for i in select_indices(dataset, split, limit)]
+    preds = [engine.fuse(s["vis"], s["ir"], want_labels=True).labels for s in samples]
+    ids = int(engine.num_classes)
+    cm = pooled_confusion(preds, [np.asarray(s["label"]) for s in samples], len(class_names), ids)
+    rows, cols = linear_sum_assignment(cm, maximize=True)
+    names: list[str | None] = [None] * ids
+    iou: list[float | None] = [None] * ids
+    for c, k in zip(rows, cols, strict=True):
+        union = cm[c].sum() + cm[:, k].sum() - cm[c, k]
+        if cm[c, k] > 0:  # an id that never overlaps the class stays unnamed
+            names[k], iou[k] = class_names[c], float(cm[c, k] / union)
+    return {"class_names": names, "iou": iou, "pairs": len(samples)}
+
+
+def write_class_names(weights: Path, result: dict[str, Any], source: str) -> Path:
+    """Store ``result["class_names"]`` (and where they came from) in the sidecar of ``weights``, atomically;
+    the weights file is not touched, so its recorded sha256 still holds."""
+    meta = read_sidecar(weights)
+    meta["class_names"] = result["class_names"]
+    meta["class_names_from"] = {"source": source, "pairs": result["pairs"], "iou": result["iou"]}
+    path = sidecar_path(weights)
+    atomic_write_bytes(path, (json.dumps(meta, indent=2) + "\n").encode())
+    return path
