@@ -81,13 +81,13 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
                     module.bias.copy_(0.4 * torch.rand(n, generator=gen) - 0.2)
 
 
-def load_model(name: str, untrained: bool) -> tuple[nn.Module, str]:
-    """The model in eval mode and a note on its weights."""
+def load_model(name: str, untrained: bool, cfg: dict | None = None) -> tuple[nn.Module, str]:
+    """The model in eval mode and a note on its weights; ``cfg``: factory arguments of an untrained one."""
     weights = default_weights()
-    if name == "lightunet" and weights is not None and not untrained:
+    if name == "lightunet" and weights is not None and not untrained and not cfg:
         return load_checkpoint(weights).model.eval(), f"shipped checkpoint {weights.name}"
     torch.manual_seed(0)
-    model = create_model(name)
+    model = create_model(name, **(cfg or {}))
     randomize_batchnorm(model)
     return model.eval(), "untrained, BatchNorm statistics randomized (seed 0)"
 
@@ -186,12 +186,13 @@ def benchmark_model(name: str, args: argparse.Namespace) -> dict:
     """One record per model: a case per (size, threads) with a result per backend."""
     record: dict = {"model": name, "cases": []}
     try:
-        model, weights_note = load_model(name, args.untrained)
+        model, weights_note = load_model(name, args.untrained, dict(args.model_cfg))
     except Exception as exc:  # an unknown or broken model: say so and go on with the others
         record["error"] = f"could not build {name!r}: {type(exc).__name__}: {exc}"
         print(record["error"], file=sys.stderr)
         return record
     record["weights"] = weights_note
+    record["model_cfg"] = dict(args.model_cfg)
     for height, width in args.sizes:
         for threads in args.threads:
             case: dict = {"size": f"{height}x{width}", "threads": threads}
@@ -244,6 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", type=parse_skip, default="", help="cases to skip: MODEL:HxW:THREADS,...")
     parser.add_argument(
         "--untrained", action="store_true", help="lightunet untrained, not the shipped weights"
+    )
+    parser.add_argument(
+        "--model-cfg",
+        type=lambda text: tuple(text.split("=", 1)),
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="factory argument of the (untrained) models, e.g. guide=saliency; repeatable",
     )
     parser.add_argument(
         "--cache-dir",

@@ -794,32 +794,10 @@ def _free(zs: list[float], z: float, gap: float) -> bool:
     return all(abs(z - other) >= gap for other in zs)
 
 
-def _make_layout(rng: np.random.Generator, width: int, height: int) -> _Layout:
-    """Random street geometry and objects; independent of the rendering condition."""
-    f = 0.875 * width
-    cam = Camera(
-        focal_px=f,
-        cx=width / 2 + float(rng.uniform(-0.06, 0.06)) * width,
-        horizon=height * float(rng.uniform(0.40, 0.47)),
-        height_m=float(rng.uniform(1.3, 1.6)),
-    )
-    lw = float(rng.uniform(3.2, 3.6))
-    n_lanes = int(rng.choice([2, 2, 3, 4]))
-    n_onc = n_lanes // 2
-    ego = n_onc + (int(rng.integers(n_lanes - n_onc)) if n_lanes - n_onc > 1 else 0)
-    road_left = -(ego + 0.5) * lw
-    lanes_right = road_left + n_lanes * lw
-    parking = bool(rng.random() < 0.5)
-    road_right = lanes_right + (2.2 if parking else 0.0)
-    sides = []
-    for sign, curb in ((-1, road_left), (1, road_right)):
-        walk = float(rng.uniform(2.0, 4.5))
-        setback = 0.0 if rng.random() < 0.55 else float(rng.uniform(1.5, 7.0))
-        walk_x = curb + sign * walk
-        facade_x = walk_x + sign * setback
-        if sign > 0:  # room on the right for a pedestrian outside our low beam (a front garden if need be)
-            facade_x = max(facade_x, 7.0)
-        sides.append(_Side(sign, curb, walk_x, facade_x, _make_lots(rng, 420.0)))
+def _make_backdrop(
+    rng: np.random.Generator, width: int
+) -> tuple[float, list[tuple[int, int, float, str, float]]]:
+    """The far skyline: its depth and (x0, x1, height, kind, shade) strips across the image."""
     backdrop_z = float(rng.uniform(250, 400))
     backdrop: list[tuple[int, int, float, str, float]] = []
     x = 0
@@ -829,22 +807,14 @@ def _make_layout(rng: np.random.Generator, width: int, height: int) -> _Layout:
         hgt = float(rng.uniform(6, 35)) if kind == "building" else float(rng.uniform(6, 15))
         backdrop.append((x, min(width, x + w), hgt, kind, float(rng.uniform(0.2, 0.45))))
         x += w
+    return backdrop_z, backdrop
 
-    sprites: list[_Sprite] = []
+
+def _add_street_lights(
+    rng: np.random.Generator, sides: list[_Side], dark_x: float, dark_z: float, sprites: list[_Sprite]
+) -> list[tuple[float, float, float, tuple[float, float, float]]]:
+    """Lamp posts appended to ``sprites``; the lamps' light sources (x, y, z, colour)."""
     right = sides[1]
-    # The dark pedestrian: right of the road, outside our low beam, in a gap between street lamps.
-    candidates = [
-        (
-            float(rng.uniform(right.curb_x + 0.5, max(right.curb_x + 0.6, right.facade_x - 0.5))),
-            float(rng.uniform(*zr)),
-        )
-        for zr in [(14.0, 30.0)] * 24 + [(8.0, 14.0)] * 8
-    ]
-    in_view = (0.96 * width - cam.cx) / cam.focal_px  # the rightmost bearing in the image, with a margin
-    outside = [c for c in candidates if _outside_low_beam(*c) > 0.04 and c[0] / c[1] < in_view]
-    dark_x, dark_z = outside[0] if outside else max(candidates, key=lambda c: _outside_low_beam(*c))
-    sprites.append(_pedestrian(rng, dark_x, dark_z, dark=True, role="dark_pedestrian"))
-
     # Street lights: phase chosen so that the dark pedestrian is >= 16 m from every lamp along the road.
     spacing = float(rng.uniform(34, 44))
     lamp_sides = [(-1,), (1,), (-1, 1)][int(rng.choice(3, p=[0.25, 0.35, 0.4]))]
@@ -867,7 +837,15 @@ def _make_layout(rng: np.random.Generator, width: int, height: int) -> _Layout:
             arm = -sign * 1.6
             sprites.append(_street_light(xl, zl, lamp_h, arm, lamp_colour))
             street_lamps.append((xl + arm, lamp_h - 0.12, zl, lamp_colour))
+    return street_lamps
 
+
+def _add_road_users(
+    rng: np.random.Generator, sides: list[_Side], road_left: float, lanes_right: float, lw: float,
+    n_lanes: int, n_onc: int, ego: int, parking: bool, dark_z: float, sprites: list[_Sprite],
+) -> float | None:  # fmt: skip
+    """Pedestrians, a crosswalk, cyclists, moving and parked cars appended to ``sprites``; the crosswalk's
+    distance (None: none)."""
     # Far pedestrians (beyond fog visibility; small).
     for _ in range(int(rng.integers(1, 3))):
         side = sides[int(rng.integers(2))]
@@ -922,6 +900,13 @@ def _make_layout(rng: np.random.Generator, width: int, height: int) -> _Layout:
             if rng.random() < 0.55 and z > dark_z + 3:  # none between us and the dark pedestrian
                 sprites.append(_car(rng, lanes_right + 1.1, z, "rear", hot=False))
             z += float(rng.uniform(5.2, 7.5))
+    return crosswalk
+
+
+def _add_signs_and_trees(
+    rng: np.random.Generator, sides: list[_Side], dark_z: float, sprites: list[_Sprite]
+) -> None:
+    """Signs and rows of trees appended to ``sprites`` (none just around the dark pedestrian)."""
     # Signs and trees.
     for _ in range(int(rng.integers(0, 3))):
         side = sides[int(rng.integers(2))]
@@ -941,6 +926,56 @@ def _make_layout(rng: np.random.Generator, width: int, height: int) -> _Layout:
                 if side.sign < 0 or not dark_z - 14 < z < dark_z + 3:
                     sprites.append(_tree(rng, x_tree, z))
                 z += step * float(rng.uniform(0.8, 1.2))
+
+
+def _make_layout(rng: np.random.Generator, width: int, height: int) -> _Layout:
+    """Random street geometry and objects; independent of the rendering condition."""
+    f = 0.875 * width
+    cam = Camera(
+        focal_px=f,
+        cx=width / 2 + float(rng.uniform(-0.06, 0.06)) * width,
+        horizon=height * float(rng.uniform(0.40, 0.47)),
+        height_m=float(rng.uniform(1.3, 1.6)),
+    )
+    lw = float(rng.uniform(3.2, 3.6))
+    n_lanes = int(rng.choice([2, 2, 3, 4]))
+    n_onc = n_lanes // 2
+    ego = n_onc + (int(rng.integers(n_lanes - n_onc)) if n_lanes - n_onc > 1 else 0)
+    road_left = -(ego + 0.5) * lw
+    lanes_right = road_left + n_lanes * lw
+    parking = bool(rng.random() < 0.5)
+    road_right = lanes_right + (2.2 if parking else 0.0)
+    sides = []
+    for sign, curb in ((-1, road_left), (1, road_right)):
+        walk = float(rng.uniform(2.0, 4.5))
+        setback = 0.0 if rng.random() < 0.55 else float(rng.uniform(1.5, 7.0))
+        walk_x = curb + sign * walk
+        facade_x = walk_x + sign * setback
+        if sign > 0:  # room on the right for a pedestrian outside our low beam (a front garden if need be)
+            facade_x = max(facade_x, 7.0)
+        sides.append(_Side(sign, curb, walk_x, facade_x, _make_lots(rng, 420.0)))
+    backdrop_z, backdrop = _make_backdrop(rng, width)
+
+    sprites: list[_Sprite] = []
+    right = sides[1]
+    # The dark pedestrian: right of the road, outside our low beam, in a gap between street lamps.
+    candidates = [
+        (
+            float(rng.uniform(right.curb_x + 0.5, max(right.curb_x + 0.6, right.facade_x - 0.5))),
+            float(rng.uniform(*zr)),
+        )
+        for zr in [(14.0, 30.0)] * 24 + [(8.0, 14.0)] * 8
+    ]
+    in_view = (0.96 * width - cam.cx) / cam.focal_px  # the rightmost bearing in the image, with a margin
+    outside = [c for c in candidates if _outside_low_beam(*c) > 0.04 and c[0] / c[1] < in_view]
+    dark_x, dark_z = outside[0] if outside else max(candidates, key=lambda c: _outside_low_beam(*c))
+    sprites.append(_pedestrian(rng, dark_x, dark_z, dark=True, role="dark_pedestrian"))
+
+    street_lamps = _add_street_lights(rng, sides, dark_x, dark_z, sprites)
+    crosswalk = _add_road_users(
+        rng, sides, road_left, lanes_right, lw, n_lanes, n_onc, ego, parking, dark_z, sprites
+    )
+    _add_signs_and_trees(rng, sides, dark_z, sprites)
 
     return _Layout(
         cam,

@@ -785,6 +785,31 @@ def write_outputs(out: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(out / "segmentation.md", markdown_table(payload).encode())
 
 
+def _run_method(
+    name: str, spec: str, by_seed: dict, seeds: Sequence[int], samples: Sequence[Sample], used: list[int],
+    labels: list[np.ndarray], splits: list[Split], cfg: dict[str, Any], k: int, device: str,
+) -> tuple[list[dict[str, Any]], float]:  # fmt: skip
+    """Every seed of one method: fuse the used images (again only when the seed's fuser differs, a per-seed
+    checkpoint) and run the protocol; (per-seed results, seconds spent fusing)."""
+    names = [s.name for s in samples]
+    fuse_seconds, per_seed = 0.0, []
+    fused: list[np.ndarray] = []
+    fused_by = None
+    for seed in seeds:
+        fuse = by_seed[seed][1]
+        if fuse is not fused_by:  # a per-seed checkpoint, or the first seed: fuse (again)
+            t0 = time.perf_counter()
+            fused = [np.empty(0, np.uint8)] * len(samples)
+            for i in used:
+                fused[i] = fuse(samples[i].name, samples[i].vis, samples[i].ir)
+            fuse_seconds += time.perf_counter() - t0
+            fused_by = fuse
+            log.info("%s: fused %d images (%s)", name, len(used), seed_spec(spec, seed))
+        tag = f"[{name} seed {seed}]"
+        per_seed.append(evaluate_method(names, fused, labels, splits, cfg, k, seed, tag=tag, device=device))
+    return per_seed, fuse_seconds
+
+
 def evaluate_segmentation(
     roots: Sequence[Path],
     methods: Sequence[str],
@@ -874,35 +899,10 @@ def evaluate_segmentation(
         "methods": {},
     }
     labels = [s.label for s in samples]
-    names = [s.name for s in samples]
     for by_seed, (_, spec), name in zip(resolved, named, labels_shown, strict=True):
-        fuse_seconds = 0.0
-        per_seed = []
-        fused: list[np.ndarray] = []
-        fused_by = None
-        for seed in seeds:
-            fuse = by_seed[seed][1]
-            if fuse is not fused_by:  # a per-seed checkpoint, or the first seed: fuse (again)
-                t0 = time.perf_counter()
-                fused = [np.empty(0, np.uint8)] * len(samples)
-                for i in used:
-                    fused[i] = fuse(samples[i].name, samples[i].vis, samples[i].ir)
-                fuse_seconds += time.perf_counter() - t0
-                fused_by = fuse
-                log.info("%s: fused %d images (%s)", name, len(used), seed_spec(spec, seed))
-            per_seed.append(
-                evaluate_method(
-                    names,
-                    fused,
-                    labels,
-                    splits,
-                    cfg,
-                    k,
-                    seed,
-                    tag=f"[{name} seed {seed}]",
-                    device=device,
-                )
-            )
+        per_seed, fuse_seconds = _run_method(
+            name, spec, by_seed, seeds, samples, used, labels, splits, cfg, k, device
+        )
         summary = summarise(per_seed, class_names, folds is not None)
         payload["methods"][name] = {
             "spec": spec,
@@ -912,5 +912,4 @@ def evaluate_segmentation(
         }
         log.info("%s: mIoU %s over seeds %s", name, _cell(summary["miou"]), ",".join(map(str, seeds)))
         write_outputs(out, payload)  # after every method: a killed run keeps what it finished
-        del fused
     return payload

@@ -9,6 +9,9 @@ from ssvif_ros.models.color import YChannelFusion, rgb_to_y, rgb_to_ycbcr, ycbcr
 from ssvif_ros.models.heads import SegHead
 from ssvif_ros.models.registry import create_model, list_models, register_model
 
+# The built-in models register themselves on import (after the registry, which they use).
+from ssvif_ros.models import lightunet, seafusion, swinfusion  # noqa: F401  isort: skip
+
 __all__ = [
     "FusionModel",
     "SegHead",

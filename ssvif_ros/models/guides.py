@@ -21,6 +21,7 @@ filters, so the rule costs a few cheap passes and suits a per-frame guide.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,17 +32,24 @@ from ssvif_ros.models.color import rgb_to_y
 GUIDES = ("max", "saliency")
 
 
+def separable_filter(x: torch.Tensor, taps: list[float]) -> torch.Tensor:
+    """``taps`` (odd length, normalised by the caller) along W then H of each channel, replicate borders:
+    (B,C,H,W) -> (B,C,H,W). Channels are folded into the batch so the kernel is a constant of known shape
+    (the ONNX export needs that)."""
+    b, c, h, w = x.shape
+    r = len(taps) // 2
+    k = torch.tensor(taps, dtype=x.dtype, device=x.device)
+    y = x.reshape(b * c, 1, h, w)
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+    return y.reshape(b, c, h, w)
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of each channel, replicate borders: (B,C,H,W) -> (B,C,H,W)."""
     radius = max(1, int(3.0 * sigma + 0.5))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    channels = x.shape[1]
-    kx = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
-    ky = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kx, groups=channels)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), ky, groups=channels)
+    taps = [math.exp(-0.5 * (t / sigma) ** 2) for t in range(-radius, radius + 1)]
+    return separable_filter(x, [v / sum(taps) for v in taps])
 
 
 def box_blur(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -64,11 +72,7 @@ HALO_GAIN = 3.0  # a salient blob's smoothed map reaches 1 around it, fading ove
 def pyramid_down(x: torch.Tensor) -> torch.Tensor:
     """Binomial [1,4,6,4,1]/16 blur (replicate borders), then every second pixel:
     (B,C,H,W) -> (B,C,⌈H/2⌉,⌈W/2⌉)."""
-    c = x.shape[1]
-    k = torch.tensor(_BINOMIAL, dtype=x.dtype, device=x.device) / 16.0
-    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5).repeat(c, 1, 1, 1), groups=c)
-    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1).repeat(c, 1, 1, 1), groups=c)
-    return x[..., ::2, ::2]
+    return separable_filter(x, [v / 16.0 for v in _BINOMIAL])[..., ::2, ::2]
 
 
 def pyramid_fusion(y_vis: torch.Tensor, ir: torch.Tensor, levels: int = 4, window: int = 3) -> torch.Tensor:

@@ -10,6 +10,9 @@ takes RGB visible images whatever its colour mode:
 
 The created module records ``model_name`` and ``model_cfg`` (everything needed to rebuild it), which is
 what checkpoints store next to the weights.
+
+A leaf module: it imports no model. The built-in models register themselves when :mod:`ssvif_ros.models`
+imports them (as timm's model modules do), so importing the package is enough to find them.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 def list_models() -> list[str]:
     """Names of every registered fusion model, sorted."""
-    _import_builtin_models()
     return sorted(_REGISTRY)
 
 
@@ -47,7 +49,6 @@ def create_model(name: str, color: str = "rgb", **cfg) -> nn.Module:
     [0,1], ``ir`` is (B,1,H,W) (or (B,3,H,W) replicated) in [0,1], ``fused`` is (B,3,H,W) in [0,1] and
     ``features`` is (B, model.feature_channels, h, w).
     """
-    _import_builtin_models()
     if name not in _REGISTRY:
         raise KeyError(f"unknown fusion model {name!r}; registered models: {', '.join(sorted(_REGISTRY))}")
     if color not in COLOR_MODES:
@@ -58,8 +59,3 @@ def create_model(name: str, color: str = "rgb", **cfg) -> nn.Module:
     model.model_name = name
     model.model_cfg = {"color": color, **cfg}
     return model
-
-
-def _import_builtin_models() -> None:
-    # Importing the modules runs their @register_model decorators.
-    from ssvif_ros.models import lightunet, seafusion, swinfusion  # noqa: F401

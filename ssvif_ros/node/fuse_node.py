@@ -182,7 +182,39 @@ class FuseNode(Node):
         )
         self._overlay = None
 
-        # Outputs.
+        self._open_outputs(cfg, log)
+        self._warm_up(cfg)
+        startup_s = time.perf_counter() - started
+        sync_name = self._open_inputs(cfg)
+        info = {
+            "model": self.engine.name,
+            "weights": str(getattr(self.engine.checkpoint, "path", None) or "untrained"),
+            "backend": self.engine.backend.name,
+            "device": str(self.engine.device),
+            "precision": cfg.precision,
+            "sync": sync_name,
+        }
+        self.diagnostics = FusionDiagnostics(
+            {"visible": self.topics[VISIBLE], "thermal": self.topics[THERMAL]},
+            {"visible": cfg.visible_timeout_s, "thermal": cfg.thermal_timeout_s},
+            window=cfg.diagnostics_window,
+            info=info,
+            now=time.monotonic(),
+        )
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
+        watch_period = min(0.25, max(0.02, min(cfg.visible_timeout_s, cfg.thermal_timeout_s) / 4))
+        self._watch_timer = self.create_timer(watch_period, self._watch_inputs)
+
+        # Fusing: inline in the callback for fast models, else on the worker thread (newest pair first).
+        self._dispatch = NewestDispatcher(
+            self._process, cfg.inline_max_ms / 1000.0, self._on_process_error, name="fuse_node.worker"
+        )
+
+        self._log_ready(cfg, log, startup_s, sync_name, info)
+
+    def _open_outputs(self, cfg: FuseConfig, log: Any) -> None:
+        """The publishers the parameters and the model allow (the overlay with its class legend)."""
         out_qos = _qos(cfg.qos_output_reliability, cfg.qos_output_depth)
         self._pub_image = (
             self.create_publisher(Image, "~/fused/image", out_qos) if cfg.output_fused_image else None
@@ -209,15 +241,17 @@ class FuseNode(Node):
             )
         self._out_msgs = {"image": Image(), "segmentation": Image(), "overlay": Image()}
 
-        # Warm-up before any subscription exists, so no message waits behind it.
+    def _warm_up(self, cfg: FuseConfig) -> None:
+        """Run the model (and build the registration maps) once at the expected sizes, before any
+        subscription exists, so no message waits behind it."""
         if cfg.warmup_visible_size[0] > 0:
             height, width = cfg.warmup_visible_size
             self.engine.warmup(height, width, with_labels=self.engine.has_segmentation)
             thermal_size = cfg.warmup_thermal_size if cfg.warmup_thermal_size[0] > 0 else (height, width)
             self._registration_for((height, width)).valid_mask(thermal_size)
-        startup_s = time.perf_counter() - started
 
-        # Inputs and pairing.
+    def _open_inputs(self, cfg: FuseConfig) -> str:
+        """The subscriptions and the pairing (message_filters when asked for and importable); its name."""
         in_qos = _qos(cfg.qos_reliability, cfg.qos_depth)
         self._sync = None
         self._mf = None
@@ -249,32 +283,9 @@ class FuseNode(Node):
             ]
             self.topics = [sub.topic_name for sub in self._subs]
             sync_name = f"ssvif_ros.fusion.pairing {cfg.sync_policy}"
+        return sync_name
 
-        info = {
-            "model": self.engine.name,
-            "weights": str(getattr(self.engine.checkpoint, "path", None) or "untrained"),
-            "backend": self.engine.backend.name,
-            "device": str(self.engine.device),
-            "precision": cfg.precision,
-            "sync": sync_name,
-        }
-        self.diagnostics = FusionDiagnostics(
-            {"visible": self.topics[VISIBLE], "thermal": self.topics[THERMAL]},
-            {"visible": cfg.visible_timeout_s, "thermal": cfg.thermal_timeout_s},
-            window=cfg.diagnostics_window,
-            info=info,
-            now=time.monotonic(),
-        )
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
-        watch_period = min(0.25, max(0.02, min(cfg.visible_timeout_s, cfg.thermal_timeout_s) / 4))
-        self._watch_timer = self.create_timer(watch_period, self._watch_inputs)
-
-        # Fusing: inline in the callback for fast models, else on the worker thread (newest pair first).
-        self._dispatch = NewestDispatcher(
-            self._process, cfg.inline_max_ms / 1000.0, self._on_process_error, name="fuse_node.worker"
-        )
-
+    def _log_ready(self, cfg: FuseConfig, log: Any, startup_s: float, sync_name: str, info: dict) -> None:
         outputs = [
             pub.topic_name for pub in (self._pub_image, self._pub_seg, self._pub_overlay) if pub is not None
         ]
