@@ -31,7 +31,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from ssvif_ros.checkpoint import save_checkpoint  # noqa: E402
 from ssvif_ros.fusion.engine import FusionEngine, default_weights  # noqa: E402
-from ssvif_ros.fusion.overlay import MaskOverlay, class_palette  # noqa: E402
+from ssvif_ros.fusion.overlay import MaskOverlay, class_palette, legend_names  # noqa: E402
 from ssvif_ros.fusion.registration import Registration  # noqa: E402
 from ssvif_ros.fusion.thermal import ThermalToU8  # noqa: E402
 from ssvif_ros.io.image_msg import image_to_numpy  # noqa: E402
@@ -191,7 +191,7 @@ class Scene:
         self.rng = np.random.default_rng(seed)
         self.reference = reference
         self.registration = Registration(SHIFT, (H, W))
-        self.overlay = MaskOverlay(class_palette(NUM_CLASSES), 0.5)
+        self.overlay = MaskOverlay(class_palette(NUM_CLASSES), 0.5, legend_names(None, NUM_CLASSES))
 
     def visible(self) -> np.ndarray:
         return self.rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
