@@ -20,6 +20,7 @@ images/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -69,7 +70,8 @@ def make_trainer(name: str, data: Path, run_dir: Path, args: argparse.Namespace)
     ]
     cfg = load_config(None, overrides, defaults=DEFAULTS, open_keys=OPEN_KEYS)
     check_config(cfg)
-    trainer = Trainer(cfg)
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer's log lines; stdout is the JSON
+        trainer = Trainer(cfg)
     trainer.wrap_for_training()
     return trainer
 
