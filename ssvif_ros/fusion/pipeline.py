@@ -62,6 +62,15 @@ def timed_fuse(fuser: Fuser, vis: np.ndarray, ir_u8: np.ndarray, want_labels: bo
     return result, time.perf_counter() - started
 
 
+class PairDropped(ValueError):
+    """A pair :class:`PairProcessor` refuses; ``reason`` names the counter (``"aspect"``) and the message
+    says what was wrong with it."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class PairProcessor:
     """Thermal gain → registration → engine for the pairs of one (visible, thermal) stream.
 
@@ -92,16 +101,26 @@ class PairProcessor:
             self._registration = Registration(self.homography, size)
         return self._registration
 
-    def aspect_ok(self, vis_shape: Sequence[int], thermal_shape: Sequence[int]) -> bool:
-        return aspect_mismatch(vis_shape, thermal_shape) <= self.max_aspect_mismatch
+    def check_aspect(self, vis_shape: Sequence[int], thermal_shape: Sequence[int]) -> None:
+        """Raise :class:`PairDropped` ("aspect") when the two images cannot show the same view."""
+        mismatch = aspect_mismatch(vis_shape, thermal_shape)
+        if mismatch > self.max_aspect_mismatch:
+            (vh, vw), (th, tw) = vis_shape[:2], thermal_shape[:2]
+            raise PairDropped(
+                "aspect",
+                f"thermal {tw}×{th} (aspect {tw / th:.2f}) does not match visible {vw}×{vh} (aspect "
+                f"{vw / vh:.2f}): mismatch {mismatch:.2f} > max_aspect_mismatch {self.max_aspect_mismatch:g}",
+            )
 
-    def prepare_thermal(self, thermal: np.ndarray, visible_size: tuple[int, int]) -> np.ndarray:
-        """Raw thermal ``(h, w)`` uint8/uint16 → ``uint8 (H, W)`` in the visible frame (advances the gain)."""
-        return self.registration_for(visible_size)(self.thermal_to_u8(thermal))
+    def prepare(self, vis: np.ndarray, thermal: np.ndarray) -> np.ndarray:
+        """The aspect check, then raw thermal ``(h, w)`` uint8/uint16 → ``uint8 (H, W)`` in the visible
+        frame (advances the gain). Raises :class:`PairDropped`. Share it when several fusers run on a pair."""
+        self.check_aspect(vis.shape, thermal.shape)
+        return self.registration_for((vis.shape[0], vis.shape[1]))(self.thermal_to_u8(thermal))
 
     def process(self, vis: np.ndarray, thermal: np.ndarray, want_labels: bool) -> PairOutput:
-        """One pair through thermal gain, registration and the engine (aspect not checked here)."""
-        ir = self.prepare_thermal(thermal, (vis.shape[0], vis.shape[1]))
+        """One pair through :meth:`prepare` and the engine. Raises :class:`PairDropped`."""
+        ir = self.prepare(vis, thermal)
         result, inference_s = timed_fuse(self.engine, vis, ir, want_labels)
         return PairOutput(ir, result, inference_s)
 

@@ -54,7 +54,7 @@ from ssvif_ros.fusion.pairing import (
     make_message_filters_sync,
     message_filters_available,
 )
-from ssvif_ros.fusion.pipeline import PairProcessor, aspect_mismatch
+from ssvif_ros.fusion.pipeline import PairDropped, PairProcessor
 from ssvif_ros.fusion.registration import Registration
 from ssvif_ros.io.image_msg import MalformedImage, fill_image, to_rgb8, to_thermal
 from ssvif_ros.node.diagnostics import INPUTS, FusionDiagnostics, to_diagnostic_array
@@ -512,10 +512,11 @@ class FuseNode(Node):
         if not (want_image or want_seg or want_overlay):
             self.diagnostics.add_no_subscribers()
             return
-        thermal = job.thermal.array
-        if not self._aspect_ok(vis.array.shape, thermal.shape):
+        try:
+            out = self._pairs.process(vis.array, job.thermal.array, want_labels=want_seg or want_overlay)
+        except PairDropped as dropped:
+            self._on_dropped(dropped)
             return
-        out = self._pairs.process(vis.array, thermal, want_labels=want_seg or want_overlay)
         result, inference_s = out.result, out.inference_s
         encoding = self.config.output_encoding
         if want_image:
@@ -528,22 +529,15 @@ class FuseNode(Node):
         in_node = time.monotonic() - max(vis.arrival, job.thermal.arrival)
         self.diagnostics.frame_done(self._age_s(vis.stamp_ns), inference_s, in_node)
 
-    def _aspect_ok(self, vis_shape: tuple[int, ...], th_shape: tuple[int, ...]) -> bool:
-        vis_aspect = vis_shape[1] / vis_shape[0]
-        th_aspect = th_shape[1] / th_shape[0]
-        mismatch = aspect_mismatch(vis_shape, th_shape)
-        if mismatch <= self.config.max_aspect_mismatch:
-            return True
-        self.diagnostics.malformed("thermal", "aspect")
+    def _on_dropped(self, dropped: PairDropped) -> None:
+        """A pair the per-pair pipeline refused: count it against the thermal input and say why."""
+        self.diagnostics.malformed("thermal", dropped.reason)
         self._warn_throttled(
-            (self.topics[THERMAL], "aspect"),
-            f"dropped a pair: thermal {th_shape[1]}×{th_shape[0]} (aspect {th_aspect:.2f}) on "
-            f"{self.topics[THERMAL]} does not match visible {vis_shape[1]}×{vis_shape[0]} (aspect "
-            f"{vis_aspect:.2f}) on {self.topics[VISIBLE]}: mismatch {mismatch:.2f} > "
-            f"registration.max_aspect_mismatch {self.config.max_aspect_mismatch:g}; check the remapped "
-            "topics, or raise the tolerance if the homography corrects it",
+            (self.topics[THERMAL], dropped.reason),
+            f"dropped a pair of {self.topics[VISIBLE]} + {self.topics[THERMAL]}: {dropped} "
+            "(registration.max_aspect_mismatch); check the remapped topics, or raise the tolerance if the "
+            "homography corrects it",
         )
-        return False
 
     def _publish(self, key: str, publisher: Any, array: np.ndarray, encoding: str, header: Any) -> None:
         if encoding == "bgr8":

@@ -49,7 +49,7 @@ import numpy as np
 from ssvif_ros.eval.metrics import METRIC_NAMES, confusion_matrix, evaluate_fusion, iou_per_class, mean_iou
 from ssvif_ros.fusion.fusers import FuserSpecError, OpenedFuser, open_fuser
 from ssvif_ros.fusion.pairing import POLICIES, create_sync
-from ssvif_ros.fusion.pipeline import PairProcessor, timed_fuse
+from ssvif_ros.fusion.pipeline import PairDropped, PairProcessor, timed_fuse
 from ssvif_ros.fusion.thermal import ThermalToU8
 from ssvif_ros.io.bags import (
     IMAGE_TYPE,
@@ -385,13 +385,15 @@ class _Session:
     def process(self, vis: _Frame, therm: _Frame, spread_ns: int) -> None:
         """Thermal gain and registration once, then every candidate on the pair (the node's per-pair code)."""
         index, opts = len(self.frames), self.opts
-        if not self.processor.aspect_ok(vis.array.shape, therm.array.shape):
+        try:
+            self.processor.check_aspect(vis.array.shape, therm.array.shape)
+        except PairDropped:
             self.aspect_dropped += 1
             return
         if not self.frames:  # first pair: settle the model at this size, as the node does at start
             self._warmup(vis.array.shape)
         with self.timer("thermal"):
-            ir = self.processor.prepare_thermal(therm.array, vis.array.shape[:2])
+            ir = self.processor.prepare(vis.array, therm.array)  # the node's per-pair path
         record: dict[str, Any] = {
             "frame": index,
             "visible_stamp_ns": vis.stamp_ns,
