@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import types
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -453,75 +452,6 @@ def test_latest_policy_pairs_a_visible_frame_with_the_closest_recent_thermal(gra
 
 
 @pytest.mark.ros
-def test_real_message_filters_api_is_used_when_importable(graph, checkpoint, reference, monkeypatch):
-    """A stand-in with message_filters' documented Python API (Subscriber(node, type, topic, qos_profile=),
-    ApproximateTimeSynchronizer(fs, queue_size, slop), registerCallback, `queues`/`lock`)."""
-    calls: dict[str, object] = {}
-
-    class SimpleFilter:
-        def __init__(self) -> None:
-            self.callbacks: dict[int, tuple] = {}
-
-        def registerCallback(self, cb, *args):
-            self.callbacks[len(self.callbacks)] = (cb, args)
-            return len(self.callbacks) - 1
-
-        def signalMessage(self, *msg):
-            for cb, args in list(self.callbacks.values()):
-                cb(*(msg + args))
-
-    class Subscriber(SimpleFilter):
-        def __init__(self, node, msg_type, topic, qos_profile=10):
-            super().__init__()
-            calls.setdefault("topics", []).append(topic)
-            self.sub = node.create_subscription(msg_type, topic, self.signalMessage, qos_profile)
-
-        def __getattr__(self, key):
-            return getattr(self.sub, key)
-
-    class ApproximateTimeSynchronizer(SimpleFilter):
-        def __init__(self, fs, queue_size, slop, allow_headerless=False):
-            super().__init__()
-            calls["args"] = (queue_size, slop)
-            import threading
-
-            self.lock = threading.Lock()
-            self.queues = [{} for _ in fs]
-            self.slop_ns = int(slop * 1e9)
-            for i, f in enumerate(fs):
-                f.registerCallback(self.add, i)
-
-        def add(self, msg, index):
-            with self.lock:
-                self.queues[index][stamp_ns(msg)] = msg
-                other = self.queues[1 - index]
-                match = [s for s in other if abs(s - stamp_ns(msg)) < self.slop_ns]
-                if match:
-                    msgs = [msg, other.pop(match[0])]
-                    del self.queues[index][stamp_ns(msg)]
-                    self.signalMessage(*(msgs if index == 0 else msgs[::-1]))
-
-    fake = types.ModuleType("message_filters")
-    fake.Subscriber, fake.ApproximateTimeSynchronizer = Subscriber, ApproximateTimeSynchronizer
-    monkeypatch.setitem(sys.modules, "message_filters", fake)
-
-    node = graph.fuse_node(node_params(checkpoint, **{"sync.slop_s": 0.03, "sync.queue_size": 7}))
-    assert calls == {"topics": ["visible/image_raw", "thermal/image_raw"], "args": (7, 0.03)}
-    assert node.diagnostics.info["sync"] == "message_filters.ApproximateTimeSynchronizer"
-    assert node.topics == ["/visible/image_raw", "/thermal/image_raw"]
-    scene = Scene(reference, seed=3)
-    graph.subscribe(FUSED)
-    graph.wait_matched(node, (FUSED,))
-    stamp = time.time_ns()
-    vis, th = scene.visible(), scene.thermal16()
-    graph.pub_vis.publish(visible_message(vis, "rgb8", stamp))
-    graph.pub_th.publish(make_image(th, "mono16", stamp + 10_000_000, "th_cam"))
-    graph.spin_until(lambda: graph.received[FUSED][stamp], 10, "a pair through message_filters")
-    np.testing.assert_array_equal(pixels_of(graph.received[FUSED][stamp][0]), scene.expected(vis, th)[0])
-    assert node.diagnostics.totals()["received"] == {"visible": 1, "thermal": 1}
-
-
-@pytest.mark.ros
 @pytest.mark.parametrize(
     ("overrides", "parameter", "words"),
     [
@@ -542,6 +472,7 @@ def test_real_message_filters_api_is_used_when_importable(graph, checkpoint, ref
         ({"sync.queue_size": 2.5}, "sync.queue_size", "wrong type"),
         ({"sync.slop": 0.2}, "sync.slop", "did you mean 'sync.slop_s'?"),  # a typo is not ignored
         ({"sync.polcy": "latest"}, "sync.polcy", "did you mean 'sync.policy'?"),
+        ({"sync.use_message_filters": True}, "sync.use_message_filters", "always pairs with"),  # removed
     ],
 )
 def test_invalid_parameters_stop_the_node_with_the_parameter_named(

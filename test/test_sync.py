@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import itertools
 import random
-import sys
 import threading
-import types
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,8 +20,6 @@ from ssvif_ros.fusion.pairing import (
     Synchronizer,
     create_sync,
     header_stamp_ns,
-    make_message_filters_sync,
-    message_filters_available,
     slop_to_ns,
 )
 
@@ -555,44 +551,3 @@ def test_header_stamp_ns_reads_message_and_rclpy_stamps():
     rclpy_like = SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(nanoseconds=99)))
     assert header_stamp_ns(rclpy_like) == 99
     assert header_stamp_ns(SimpleNamespace(data=1)) is None
-
-
-def test_message_filters_guard_reports_importability(monkeypatch):
-    try:
-        import message_filters  # noqa: F401
-
-        importable = True
-    except ImportError:
-        importable = False
-    assert message_filters_available() is importable
-    monkeypatch.setitem(sys.modules, "message_filters", None)  # makes the import fail
-    assert message_filters_available() is False
-    with pytest.raises(RuntimeError, match="create_sync"):
-        make_message_filters_sync(object(), [(object, "/a"), (object, "/b")], print)
-
-
-def test_make_message_filters_sync_wires_subscribers_to_the_synchronizer(monkeypatch):
-    fake = types.ModuleType("message_filters")
-
-    class Subscriber:
-        def __init__(self, node, msg_type, topic, qos_profile=10):
-            self.args = (node, msg_type, topic, qos_profile)
-
-    class ApproximateTimeSynchronizer:
-        def __init__(self, fs, queue_size, slop):
-            self.fs, self.queue_size, self.slop, self.callbacks = fs, queue_size, slop, []
-
-        def registerCallback(self, cb):
-            self.callbacks.append(cb)
-
-    fake.Subscriber, fake.ApproximateTimeSynchronizer = Subscriber, ApproximateTimeSynchronizer
-    monkeypatch.setitem(sys.modules, "message_filters", fake)
-    assert message_filters_available()
-    node, callback = object(), print
-    built = make_message_filters_sync(node, [(int, "/vis"), (float, "/ir")], callback, 7, 0.03, qos_profile=5)
-    assert [s.args for s in built.subscribers] == [(node, int, "/vis", 5), (node, float, "/ir", 5)]
-    assert built.synchronizer.fs == built.subscribers
-    assert (built.synchronizer.queue_size, built.synchronizer.slop) == (7, 0.03)
-    assert built.synchronizer.callbacks == [callback]
-    with pytest.raises(ValueError, match="queue_size"):
-        make_message_filters_sync(node, [(int, "/vis"), (float, "/ir")], callback, 0, 0.03)

@@ -15,8 +15,10 @@ Two policies share one small interface (:class:`Synchronizer`):
 
 Time is integer nanoseconds everywhere; ROS ``Time`` appears only at the message boundary
 (:func:`header_stamp_ns`). Every ``add`` takes a lock: the node calls it from subscription callbacks that
-a multi-threaded executor may run concurrently. :func:`make_message_filters_sync` builds the real
-``message_filters`` synchroniser where it is importable (a ROS install); it has no statistics.
+a multi-threaded executor may run concurrently. The node, the replay and the tests all pair with this
+module (the node no longer switches to the real ``message_filters`` where it is importable: one pairing
+behaviour, with statistics); ``test/test_sync.py`` checks it against ``message_filters`` where that is
+importable and against a reference model everywhere.
 """
 
 from __future__ import annotations
@@ -27,22 +29,19 @@ import math
 import numbers
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
     "POLICIES",
     "ApproximateTimeSync",
     "LatestSync",
-    "MessageFiltersSync",
     "Pair",
     "SyncStats",
     "Synchronizer",
     "create_sync",
     "header_stamp_ns",
-    "make_message_filters_sync",
-    "message_filters_available",
     "slop_to_ns",
 ]
 
@@ -500,54 +499,3 @@ def header_stamp_ns(msg: Any) -> int | None:
     if hasattr(stamp, "nanoseconds"):  # rclpy.time.Time
         return int(stamp.nanoseconds)
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
-
-
-def message_filters_available() -> bool:
-    """True where the real ``message_filters`` package imports (a sourced ROS 2 install)."""
-    try:
-        import message_filters  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-class MessageFiltersSync(NamedTuple):
-    """The real synchroniser and its subscribers (keep both referenced for the node's lifetime)."""
-
-    synchronizer: Any
-    subscribers: list[Any]
-
-
-def make_message_filters_sync(
-    node: Any,
-    inputs: Sequence[tuple[type, str]],
-    callback: Callable[..., None],
-    queue_size: int = 10,
-    slop_s: float = 0.05,
-    qos_profile: Any = 10,
-) -> MessageFiltersSync:
-    """``message_filters.ApproximateTimeSynchronizer`` over one Subscriber per ``(msg_type, topic)``.
-
-    ``callback(msg_0, ..., msg_n)`` receives the messages in ``inputs`` order. Raises RuntimeError where
-    message_filters is not importable: use ``create_sync("approximate", ...)`` instead (it also has stats).
-    """
-    _check_queue_size(queue_size)
-    slop_to_ns(slop_s, allow_zero=False)
-    if len(inputs) < 2:
-        raise ValueError(
-            f"make_message_filters_sync needs at least 2 (msg_type, topic) inputs, got {len(inputs)}"
-        )
-    try:
-        import message_filters
-    except ImportError as err:
-        raise RuntimeError(
-            "message_filters is not importable (no sourced ROS 2 install?): use "
-            "ssvif_ros.fusion.pairing.create_sync('approximate', ...) instead"
-        ) from err
-    subscribers = [
-        message_filters.Subscriber(node, msg_type, topic, qos_profile=qos_profile)
-        for msg_type, topic in inputs
-    ]
-    synchronizer = message_filters.ApproximateTimeSynchronizer(subscribers, queue_size, slop_s)
-    synchronizer.registerCallback(callback)
-    return MessageFiltersSync(synchronizer, subscribers)

@@ -51,8 +51,6 @@ from sensor_msgs.msg import Image
 from ssvif_ros.fusion.pairing import (
     create_sync,
     header_stamp_ns,
-    make_message_filters_sync,
-    message_filters_available,
 )
 from ssvif_ros.fusion.pipeline import PairDropped, PairProcessor
 from ssvif_ros.fusion.registration import Registration
@@ -251,38 +249,19 @@ class FuseNode(Node):
             self._registration_for((height, width)).valid_mask(thermal_size)
 
     def _open_inputs(self, cfg: FuseConfig) -> str:
-        """The subscriptions and the pairing (message_filters when asked for and importable); its name."""
+        """The subscriptions and the pairing (:mod:`ssvif_ros.fusion.pairing`, the replay's too); its name."""
         in_qos = _qos(cfg.qos_reliability, cfg.qos_depth)
-        self._sync = None
-        self._mf = None
         self._last_stamp: int | None = None
         self._state_lock = threading.Lock()
         self._lost = [False, False]
         self._throttle: dict[tuple[str, str], list[float]] = {}
-        use_mf = (
-            cfg.sync_policy == "approximate" and cfg.sync_use_message_filters and message_filters_available()
-        )
-        if use_mf:
-            self._mf = make_message_filters_sync(
-                self,
-                [(Image, VISIBLE_TOPIC), (Image, THERMAL_TOPIC)],
-                self._on_synced,
-                cfg.sync_queue_size,
-                cfg.sync_slop_s,
-                qos_profile=in_qos,
-            )
-            self._mf.subscribers[VISIBLE].registerCallback(self._on_visible_arrival)
-            self._mf.subscribers[THERMAL].registerCallback(self._on_thermal_arrival)
-            self.topics = [self.resolve_topic_name(VISIBLE_TOPIC), self.resolve_topic_name(THERMAL_TOPIC)]
-            sync_name = "message_filters.ApproximateTimeSynchronizer"
-        else:
-            self._sync = create_sync(cfg.sync_policy, cfg.sync_queue_size, cfg.sync_slop_s)
-            self._subs = [
-                self.create_subscription(Image, VISIBLE_TOPIC, self._on_visible, in_qos),
-                self.create_subscription(Image, THERMAL_TOPIC, self._on_thermal, in_qos),
-            ]
-            self.topics = [sub.topic_name for sub in self._subs]
-            sync_name = f"ssvif_ros.fusion.pairing {cfg.sync_policy}"
+        self._sync = create_sync(cfg.sync_policy, cfg.sync_queue_size, cfg.sync_slop_s)
+        self._subs = [
+            self.create_subscription(Image, VISIBLE_TOPIC, self._on_visible, in_qos),
+            self.create_subscription(Image, THERMAL_TOPIC, self._on_thermal, in_qos),
+        ]
+        self.topics = [sub.topic_name for sub in self._subs]
+        sync_name = f"ssvif_ros.fusion.pairing {cfg.sync_policy}"
         return sync_name
 
     def _log_ready(self, cfg: FuseConfig, log: Any, startup_s: float, sync_name: str, info: dict) -> None:
@@ -350,25 +329,6 @@ class FuseNode(Node):
         if frame is not None:
             self._pair(THERMAL, stamp, frame)
 
-    def _on_visible_arrival(self, msg: Image) -> None:
-        """message_filters path: every visible message (pairing happens in :meth:`_on_synced`)."""
-        stamp = self._arrival(VISIBLE, msg)
-        if self._passthrough_active():
-            frame = self._decode(VISIBLE, msg, stamp)
-            if frame is not None:
-                self._submit(Job(frame, None))
-
-    def _on_thermal_arrival(self, msg: Image) -> None:
-        self._arrival(THERMAL, msg)
-
-    def _on_synced(self, vis_msg: Image, th_msg: Image) -> None:
-        """message_filters path: one approximate-time pair."""
-        vis = self._decode(VISIBLE, vis_msg, header_stamp_ns(vis_msg) or 0)
-        th = self._decode(THERMAL, th_msg, header_stamp_ns(th_msg) or 0)
-        if vis is not None and th is not None:
-            self.diagnostics.paired()
-            self._submit(Job(vis, th))
-
     def _arrival(self, index: int, msg: Image) -> int:
         """Count the message, note a returning input, reset pairing on a backwards stamp jump."""
         now = time.monotonic()
@@ -392,13 +352,7 @@ class FuseNode(Node):
         return stamp
 
     def _reset_pairing(self, index: int, jump_s: float) -> None:
-        if self._sync is not None:
-            self._sync.reset()
-        elif self._mf is not None:  # the real message_filters keeps its queues in `queues` under `lock`
-            synchronizer = self._mf.synchronizer
-            with getattr(synchronizer, "lock", threading.Lock()):
-                for queue in getattr(synchronizer, "queues", []):
-                    queue.clear()
+        self._sync.reset()
         self._pairs.reset()
         self.diagnostics.sync_reset()
         self.get_logger().warning(

@@ -241,14 +241,6 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         check=number(0.0, low_open=True),
     ),
     ParamSpec(
-        "sync.use_message_filters",
-        True,
-        "use the real message_filters ApproximateTimeSynchronizer "
-        "when importable (policy approximate); else ssvif_ros.fusion.pairing",
-        field="sync_use_message_filters",
-        check=flag(),
-    ),
-    ParamSpec(
         "sync.clock_jump_reset_s",
         1.0,
         "a stamp this many seconds older than the newest one seen "
@@ -459,7 +451,6 @@ class FuseConfig:
     sync_policy: str
     sync_queue_size: int
     sync_slop_s: float
-    sync_use_message_filters: bool
     sync_clock_jump_reset_s: float
     qos_reliability: str
     qos_depth: int
@@ -501,9 +492,19 @@ class FuseConfig:
         return ThermalToU8(**self.thermal_settings())
 
 
+REMOVED = {
+    "sync.use_message_filters": "was removed: the node always pairs with ssvif_ros.fusion.pairing "
+    "(message_filters' ApproximateTimeSynchronizer semantics, checked against it where it is importable; "
+    "the pairing the replay and the tests use); delete it from the params file",
+}
+"""Parameters of earlier versions and what became of them."""
+
+
 def check_names(names: Any) -> None:
     """Raise :class:`ConfigError` for a name that is not a parameter, suggesting the closest one."""
     for name in names:
+        if name in REMOVED:
+            raise ConfigError(f"parameter '{name}' {REMOVED[name]}")
         if name not in DEFAULTS:
             close = difflib.get_close_matches(name, list(DEFAULTS), n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else "; see config/fuse.yaml for every parameter"
