@@ -83,8 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds = [int(s) for s in parse_list(args.seeds, "--seeds")]
     except ValueError:
         raise SystemExit(f"error: --seeds: not a comma-separated list of integers: {args.seeds!r}") from None
-    runs = plan_runs(args.out.resolve(), parse_list(args.models, "--models"), select_variants(args.variants),
-                     seeds)  # fmt: skip
+    try:
+        models, variants = parse_list(args.models, "--models"), select_variants(args.variants)
+        runs = plan_runs(args.out.resolve(), models, variants, seeds)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     config = args.config.resolve()
 
     for run in runs:

@@ -48,7 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not meta.is_file():
             p.error(f"--num-classes is needed: {meta} does not exist")
         num_classes = int(json.loads(meta.read_text())["num_classes"])
-    report = probe(args.data, args.checkpoints, num_classes, args.split, args.limit)
+    try:
+        report = probe(args.data, args.checkpoints, num_classes, args.split, args.limit)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(args.out / "probe.json", json.dumps(report, indent=2).encode())
     table = markdown(report)

@@ -90,7 +90,7 @@ def probe(
     for path in checkpoints:
         engine = FusionEngine(weights=path, device="cpu")
         if not engine.has_segmentation:
-            raise SystemExit(f"{path}: the checkpoint has no segmentation head")
+            raise ValueError(f"{path}: the checkpoint has no segmentation head")
         ids = int(engine.num_classes)
         preds = [engine.fuse(s["vis"], s["ir"], want_labels=True).labels for s in samples]
         scores = matched_scores(pooled_confusion(preds, labels, num_classes, ids))

@@ -74,7 +74,7 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
 def parse_list(text: str, what: str) -> list[str]:
     items = comma_list(text)
     if not items:
-        raise SystemExit(f"error: {what}: empty list")
+        raise ValueError(f"{what}: empty list")
     return items
 
 
@@ -85,7 +85,7 @@ def select_variants(text: str) -> list[str]:
     names = parse_list(text, "--variants")
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
-        raise SystemExit(f"error: --variants: unknown {unknown}; choose from all or {', '.join(VARIANTS)}")
+        raise ValueError(f"--variants: unknown {unknown}; choose from all or {', '.join(VARIANTS)}")
     return names
 
 
