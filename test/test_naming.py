@@ -57,3 +57,15 @@ def test_the_overlay_legend_lists_the_classes_in_the_frame():
     differs = np.flatnonzero(np.any(plain != with_legend, axis=(1, 2)))
     assert differs.size and differs.max() < 2 + 2 * LEGEND_ROW  # two entries (ids 0 and 2) at the top
     assert legend_names(None, 3) == [None, None, None]  # anonymous ids: "id k"
+
+
+def test_named_ids_take_their_class_colour_and_every_id_stays_distinct():
+    from ssvif_ros.data.synthetic import CLASS_NAMES, PALETTE
+    from ssvif_ros.fusion.overlay import named_palette
+
+    names = [None, None, "building", None, None, "road", None, "sky", None]
+    table = named_palette(names, 9)
+    assert (table[7] == PALETTE[CLASS_NAMES.index("sky")]).all()
+    assert (table[5] == PALETTE[CLASS_NAMES.index("road")]).all()
+    assert len({tuple(c) for c in table.tolist()}) == 9
+    assert (named_palette(None, 9) == class_palette(9)).all()

@@ -4,10 +4,10 @@
     python training/name_classes.py --weights runs/x/best.safetensors --data runs/synth_named --limit 20
 
 The head's ids are matched one-to-one to the labelled classes (Hungarian on pooled pixel counts); each id
-gets the name of its matched class (an id that overlaps nothing stays unnamed). The names go into the
-checkpoint's ``.json`` sidecar as ``class_names``; the node's overlay legend and the replay report then show
-them. Without names the ids are anonymous and shown as ``id k``. Class names come from ``classes.json``
-beside the data (the synthetic scenes write one) or ``--class-names a,b,c``.
+gets the name of its matched class when their IoU reaches ``--min-iou`` (0.1), else it stays unnamed. The
+names go into the checkpoint's ``.json`` sidecar as ``class_names``; the node's overlay legend and the
+replay report then show them. Without names the ids are anonymous and shown as ``id k``. Class names come
+from ``classes.json`` beside the data (the synthetic scenes write one) or ``--class-names a,b,c``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-names", type=comma_list, help="names of the label ids (default: classes.json)")
     p.add_argument("--split", help="only pairs of this manifest split")
     p.add_argument("--limit", type=int, default=20, help="at most this many labelled pairs (default 20)")
+    p.add_argument(
+        "--min-iou",
+        type=float,
+        default=0.1,
+        help="an id matched with a lower IoU stays unnamed (default 0.1)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the names, do not write the sidecar")
     return p
 
@@ -49,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         names = class_names_of(args)
-        result = match_class_names(args.weights, args.data, names, args.split, args.limit)
+        result = match_class_names(args.weights, args.data, names, args.split, args.limit, args.min_iou)
         for k, (name, iou) in enumerate(zip(result["class_names"], result["iou"], strict=True)):
             print(f"id {k}: {name or '(unnamed)'}" + (f"  IoU {iou:.3f}" if iou is not None else ""))
         if not args.dry_run:

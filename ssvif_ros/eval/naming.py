@@ -24,10 +24,17 @@ from ssvif_ros.eval.probe import pooled_confusion
 
 
 def match_class_names(
-    weights: Path, roots: Sequence[Path], class_names: Sequence[str], split: str | None, limit: int | None
+    weights: Path,
+    roots: Sequence[Path],
+    class_names: Sequence[str],
+    split: str | None,
+    limit: int | None,
+    min_iou: float = 0.1,
 ) -> dict[str, Any]:
-    """``{"class_names": [name or None per head id], "iou": [IoU of each named id or None], "pairs": n}``.
+    """``{"class_names": [name or None per head id], "iou": [IoU of each matched id or None], "pairs": n}``.
 
+    An id whose matched class overlaps it with an IoU below ``min_iou`` stays unnamed (its IoU is still
+    reported): a legend must not call a cluster "person" when it is hardly ever one.
     Raises ValueError for a checkpoint without a head or labels outside ``class_names``."""
     from ssvif_ros.fusion.engine import FusionEngine
 
@@ -45,7 +52,8 @@ def match_class_names(
     for c, k in zip(rows, cols, strict=True):
         union = cm[c].sum() + cm[:, k].sum() - cm[c, k]
         if cm[c, k] > 0:  # an id that never overlaps the class stays unnamed
-            names[k], iou[k] = class_names[c], float(cm[c, k] / union)
+            iou[k] = float(cm[c, k] / union)
+            names[k] = class_names[c] if iou[k] >= min_iou else None
     return {"class_names": names, "iou": iou, "pairs": len(samples)}
 
 

@@ -206,6 +206,26 @@ def blend(image_rgb: np.ndarray, labels: np.ndarray, palette: ArrayLike, alpha: 
     return MaskOverlay(palette, alpha).blend(image_rgb, labels)
 
 
+def named_palette(class_names: list[str | None] | None, num_classes: int) -> np.ndarray:
+    """:func:`class_palette` with each named id in its class's colour when the name is one of the synthetic
+    scenes' classes (a head whose id 7 is named "sky" is drawn sky blue, not in class 7's colour); an unnamed
+    id keeps a colour no named id uses."""
+    table = class_palette(num_classes)
+    if not class_names:
+        return table
+    from ssvif_ros.data.synthetic import CLASS_NAMES, PALETTE  # lazy: ssvif_ros.data imports torch
+
+    named = {k: CLASS_NAMES.index(n) for k, n in enumerate(class_names[:num_classes]) if n in CLASS_NAMES}
+    for k, native in named.items():
+        table[k] = PALETTE[native]
+    used = {tuple(table[k]) for k in named}
+    spare = [c for c in _default_colours() if tuple(c) not in {tuple(t) for t in table}]
+    for k in range(num_classes):
+        if k not in named and tuple(table[k]) in used:
+            table[k] = spare.pop(0)
+    return table
+
+
 def legend_names(class_names: list[str | None] | None, num_classes: int) -> list[str | None]:
     """The legend's names: the checkpoint's, or all None (anonymous ids, shown as ``id k``)."""
     return list(class_names) if class_names else [None] * num_classes

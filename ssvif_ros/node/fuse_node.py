@@ -228,10 +228,12 @@ class FuseNode(Node):
             if cfg.output_segmentation:
                 self._pub_seg = self.create_publisher(Image, "~/fused/segmentation", out_qos)
             if cfg.output_overlay:
-                from ssvif_ros.fusion.overlay import MaskOverlay, class_palette, legend_names
+                from ssvif_ros.fusion.overlay import MaskOverlay, legend_names, named_palette
 
-                names = legend_names(self.engine.class_names, self.engine.num_classes)
-                self._overlay = MaskOverlay(class_palette(self.engine.num_classes), cfg.overlay_alpha, names)
+                names, k = self.engine.class_names, self.engine.num_classes
+                self._overlay = MaskOverlay(
+                    named_palette(names, k), cfg.overlay_alpha, legend_names(names, k)
+                )
                 self._pub_overlay = self.create_publisher(Image, "~/fused/overlay", out_qos)
         if self._pub_image is None and self._pub_seg is None and self._pub_overlay is None:
             raise param_error(

@@ -24,7 +24,7 @@ from ssvif_ros.checkpoint import CheckpointError
 from ssvif_ros.data.image_files import DatasetError, read_infrared, read_visible
 from ssvif_ros.fusion.baselines import BASELINES
 from ssvif_ros.fusion.fusers import FuserSpecError, OpenedFuser, open_fuser
-from ssvif_ros.fusion.overlay import MaskOverlay, class_palette, legend_names
+from ssvif_ros.fusion.overlay import MaskOverlay, legend_names, named_palette
 
 
 def open_method(weights: Path | None, baseline: str | None, device: str) -> OpenedFuser:
@@ -47,9 +47,10 @@ def write_outputs(
         Image.fromarray(result.labels).save(args.labels_out / f"{stem}.png")
     if args.overlay_out is not None:
         args.overlay_out.mkdir(parents=True, exist_ok=True)
-        k = fuser.num_classes
-        names = legend_names(getattr(fuser.fuser, "class_names", None), k)
-        overlay = MaskOverlay(class_palette(k), 0.5, names).blend(result.image, result.labels)
+        k, names = fuser.num_classes, getattr(fuser.fuser, "class_names", None)
+        overlay = MaskOverlay(named_palette(names, k), 0.5, legend_names(names, k)).blend(
+            result.image, result.labels
+        )
         Image.fromarray(overlay).save(args.overlay_out / f"{stem}.png")
 
 

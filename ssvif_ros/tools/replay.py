@@ -361,11 +361,13 @@ class _Session:
             base = f"{ns}/{_slug(run.candidate.name)}" if len(self.runs) > 1 else ns
             run.topics["image"] = f"{base}/fused/image"
             if run.candidate.has_segmentation:
-                from ssvif_ros.fusion.overlay import MaskOverlay, class_palette, legend_names
+                from ssvif_ros.fusion.overlay import MaskOverlay, legend_names, named_palette
 
                 k = run.candidate.num_classes
-                names = legend_names(getattr(run.candidate.fuser, "class_names", None), k)
-                run.overlay = MaskOverlay(class_palette(k), self.opts.overlay_alpha, names)
+                names = getattr(run.candidate.fuser, "class_names", None)
+                run.overlay = MaskOverlay(
+                    named_palette(names, k), self.opts.overlay_alpha, legend_names(names, k)
+                )
                 run.topics["segmentation"] = f"{base}/fused/segmentation"
                 run.topics["overlay"] = f"{base}/fused/overlay"
 
