@@ -32,17 +32,18 @@ from ssvif_ros.models.color import rgb_to_y
 GUIDES = ("max", "saliency")
 
 
-def separable_filter(x: torch.Tensor, taps: list[float]) -> torch.Tensor:
-    """``taps`` (odd length, normalised by the caller) along W then H of each channel, replicate borders:
-    (B,C,H,W) -> (B,C,H,W). Channels are folded into the batch so the kernel is a constant of known shape
-    (the ONNX export needs that)."""
+def separable_filter(x: torch.Tensor, taps: list[float], stride: int = 1) -> torch.Tensor:
+    """``taps`` (odd length, normalised by the caller) along W then H of each channel, replicate borders,
+    kept at every ``stride``-th pixel: (B,C,H,W) -> (B,C,⌈H/s⌉,⌈W/s⌉). Filtering only the kept pixels is the
+    same as filtering all and subsampling, at 1/s (W pass) and 1/s² (H pass) of the work. Channels are folded
+    into the batch so the kernel is a constant of known shape (the ONNX export needs that)."""
     b, c, h, w = x.shape
     r = len(taps) // 2
     k = torch.tensor(taps, dtype=x.dtype, device=x.device)
     y = x.reshape(b * c, 1, h, w)
-    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
-    return y.reshape(b, c, h, w)
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1), stride=(1, stride))
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1), stride=(stride, 1))
+    return y.reshape(b, c, y.shape[-2], y.shape[-1])
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -72,7 +73,7 @@ HALO_GAIN = 3.0  # a salient blob's smoothed map reaches 1 around it, fading ove
 def pyramid_down(x: torch.Tensor) -> torch.Tensor:
     """Binomial [1,4,6,4,1]/16 blur (replicate borders), then every second pixel:
     (B,C,H,W) -> (B,C,⌈H/2⌉,⌈W/2⌉)."""
-    return separable_filter(x, [v / 16.0 for v in _BINOMIAL])[..., ::2, ::2]
+    return separable_filter(x, [v / 16.0 for v in _BINOMIAL], stride=2)
 
 
 def pyramid_fusion(y_vis: torch.Tensor, ir: torch.Tensor, levels: int = 4, window: int = 3) -> torch.Tensor:
@@ -89,8 +90,10 @@ def pyramid_fusion(y_vis: torch.Tensor, ir: torch.Tensor, levels: int = 4, windo
         x = low
     fused = x.mean(dim=1, keepdim=True)
     for band in reversed(details):
-        energy = box_blur(band * band, window)
-        chosen = torch.where(energy[:, :1] >= energy[:, 1:], band[:, :1], band[:, 1:])
+        square = band * band
+        # the box filter is linear: the sign of the windowed energy difference needs one filtered channel
+        vis_wins = box_blur(square[:, :1] - square[:, 1:], window) >= 0
+        chosen = torch.where(vis_wins, band[:, :1], band[:, 1:])
         fused = F.interpolate(fused, size=band.shape[-2:], mode="bilinear", align_corners=False) + chosen
     return fused
 
