@@ -18,9 +18,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ssvif_ros.checkpoint import atomic_write_bytes, read_sidecar, sidecar_path
-from ssvif_ros.data import PairedFolderDataset
-from ssvif_ros.eval.fusion import select_indices
-from ssvif_ros.eval.probe import pooled_confusion
+from ssvif_ros.eval.probe import head_predictions, load_labelled, pooled_confusion
 
 
 def match_class_names(
@@ -36,15 +34,8 @@ def match_class_names(
     An id whose matched class overlaps it with an IoU below ``min_iou`` stays unnamed (its IoU is still
     reported): a legend must not call a cluster "person" when it is hardly ever one.
     Raises ValueError for a checkpoint without a head or labels outside ``class_names``."""
-    from ssvif_ros.fusion.engine import FusionEngine
-
-    engine = FusionEngine(weights=weights, device="cpu")
-    if not engine.has_segmentation:
-        raise ValueError(f"{weights}: the checkpoint has no segmentation head to name")
-    dataset = PairedFolderDataset(list(roots), load_labels=True)
-    samples = [dataset.read_arrays(i, load_labels=True) for i in select_indices(dataset, split, limit)]
-    preds = [engine.fuse(s["vis"], s["ir"], want_labels=True).labels for s in samples]
-    ids = int(engine.num_classes)
+    samples = load_labelled(roots, split, limit)
+    preds, ids = head_predictions(weights, samples)
     cm = pooled_confusion(preds, [np.asarray(s["label"]) for s in samples], len(class_names), ids)
     rows, cols = linear_sum_assignment(cm, maximize=True)
     names: list[str | None] = [None] * ids

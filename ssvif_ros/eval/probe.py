@@ -75,24 +75,34 @@ def image_dependence(preds: Sequence[np.ndarray], ids: int) -> float | None:
     return float(np.mean([np.mean(pred != mode) for pred in preds]))
 
 
+def load_labelled(roots: Sequence[Path], split: str | None, limit: int | None) -> list[dict]:
+    """The labelled pairs of ``roots`` in memory (``split`` per the manifest, at most ``limit``)."""
+    dataset = PairedFolderDataset(list(roots), load_labels=True)
+    return [dataset.read_arrays(i, load_labels=True) for i in select_indices(dataset, split, limit)]
+
+
+def head_predictions(path: Path, samples: Sequence[dict]) -> tuple[list[np.ndarray], int]:
+    """(the class-id map of each sample, the number of ids) from the segmentation head of checkpoint
+    ``path``; ValueError when it has none."""
+    from ssvif_ros.fusion.engine import FusionEngine
+
+    engine = FusionEngine(weights=path, device="cpu")
+    if not engine.has_segmentation:
+        raise ValueError(f"{path}: the checkpoint has no segmentation head")
+    preds = [engine.fuse(s["vis"], s["ir"], want_labels=True).labels for s in samples]
+    return preds, int(engine.num_classes)
+
+
 def probe(
     roots: Sequence[Path], checkpoints: Sequence[Path], num_classes: int, split: str | None = None,
     limit: int | None = None,
 ) -> dict[str, dict]:  # fmt: skip
     """Run each checkpoint's head over the labelled pairs of ``roots`` and score it (see module doc)."""
-    from ssvif_ros.fusion.engine import FusionEngine
-
-    dataset = PairedFolderDataset(list(roots), load_labels=True)
-    indices = select_indices(dataset, split, limit)  # `split` per the manifest, at most `limit`
-    samples = [dataset.read_arrays(i, load_labels=True) for i in indices]
+    samples = load_labelled(roots, split, limit)
     labels = [np.asarray(s["label"]) for s in samples]
     results = {}
     for path in checkpoints:
-        engine = FusionEngine(weights=path, device="cpu")
-        if not engine.has_segmentation:
-            raise ValueError(f"{path}: the checkpoint has no segmentation head")
-        ids = int(engine.num_classes)
-        preds = [engine.fuse(s["vis"], s["ir"], want_labels=True).labels for s in samples]
+        preds, ids = head_predictions(path, samples)
         scores = matched_scores(pooled_confusion(preds, labels, num_classes, ids))
         scores["image_dependence"] = image_dependence(preds, ids)
         scores["head_classes"] = ids

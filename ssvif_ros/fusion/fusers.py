@@ -111,6 +111,11 @@ class OpenedFuser:
     def num_classes(self) -> int | None:
         return getattr(self.fuser, "num_classes", None)
 
+    @property
+    def class_names(self) -> list[str | None] | None:
+        """The head's class names from the checkpoint sidecar (None: anonymous ids, or no head)."""
+        return getattr(self.fuser, "class_names", None)
+
 
 def checkpoint_label(path: Path) -> str:
     """``stem``, or ``parent/stem`` when the file is not in the current folder (``seed0/best``)."""

@@ -226,6 +226,12 @@ def named_palette(class_names: list[str | None] | None, num_classes: int) -> np.
     return table
 
 
+def class_overlay(class_names: list[str | None] | None, num_classes: int, alpha: float) -> MaskOverlay:
+    """The overlay of a segmentation head with ``num_classes`` ids: named ids in their class's colour, and a
+    legend (names, or ``id k`` for an anonymous id). Build one per stream (it renders the legend once)."""
+    return MaskOverlay(named_palette(class_names, num_classes), alpha, legend_names(class_names, num_classes))
+
+
 def legend_names(class_names: list[str | None] | None, num_classes: int) -> list[str | None]:
     """The legend's names: the checkpoint's, or all None (anonymous ids, shown as ``id k``)."""
     return list(class_names) if class_names else [None] * num_classes

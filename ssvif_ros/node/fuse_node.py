@@ -228,12 +228,10 @@ class FuseNode(Node):
             if cfg.output_segmentation:
                 self._pub_seg = self.create_publisher(Image, "~/fused/segmentation", out_qos)
             if cfg.output_overlay:
-                from ssvif_ros.fusion.overlay import MaskOverlay, legend_names, named_palette
+                from ssvif_ros.fusion.overlay import class_overlay
 
-                names, k = self.engine.class_names, self.engine.num_classes
-                self._overlay = MaskOverlay(
-                    named_palette(names, k), cfg.overlay_alpha, legend_names(names, k)
-                )
+                engine = self.engine
+                self._overlay = class_overlay(engine.class_names, engine.num_classes, cfg.overlay_alpha)
                 self._pub_overlay = self.create_publisher(Image, "~/fused/overlay", out_qos)
         if self._pub_image is None and self._pub_seg is None and self._pub_overlay is None:
             raise param_error(

@@ -24,7 +24,7 @@ from ssvif_ros.checkpoint import CheckpointError
 from ssvif_ros.data.image_files import DatasetError, read_infrared, read_visible
 from ssvif_ros.fusion.baselines import BASELINES
 from ssvif_ros.fusion.fusers import FuserSpecError, OpenedFuser, open_fuser
-from ssvif_ros.fusion.overlay import MaskOverlay, legend_names, named_palette
+from ssvif_ros.fusion.overlay import MaskOverlay, class_overlay
 
 
 def open_method(weights: Path | None, baseline: str | None, device: str) -> OpenedFuser:
@@ -35,23 +35,33 @@ def open_method(weights: Path | None, baseline: str | None, device: str) -> Open
 
 
 def write_outputs(
-    fuser: OpenedFuser, vis: np.ndarray, ir: np.ndarray, stem: str, out: Path, args: argparse.Namespace
+    fuser: OpenedFuser,
+    vis: np.ndarray,
+    ir: np.ndarray,
+    stem: str,
+    out: Path,
+    args: argparse.Namespace,
+    overlay: MaskOverlay | None,
 ) -> None:
-    """Fuse one pair; write the fused PNG to ``out`` and, when asked, the labels and the overlay."""
-    want_labels = args.labels_out is not None or args.overlay_out is not None
+    """Fuse one pair; write the fused PNG to ``out`` and, when asked, the labels and (with ``overlay``,
+    built once per run by :func:`overlay_for`) the overlay."""
+    want_labels = args.labels_out is not None or overlay is not None
     result = fuser.fuse(vis, ir, want_labels=want_labels)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(result.image).save(out)
     if args.labels_out is not None:
         args.labels_out.mkdir(parents=True, exist_ok=True)
         Image.fromarray(result.labels).save(args.labels_out / f"{stem}.png")
-    if args.overlay_out is not None:
+    if overlay is not None:
         args.overlay_out.mkdir(parents=True, exist_ok=True)
-        k, names = fuser.num_classes, getattr(fuser.fuser, "class_names", None)
-        overlay = MaskOverlay(named_palette(names, k), 0.5, legend_names(names, k)).blend(
-            result.image, result.labels
-        )
-        Image.fromarray(overlay).save(args.overlay_out / f"{stem}.png")
+        Image.fromarray(overlay.blend(result.image, result.labels)).save(args.overlay_out / f"{stem}.png")
+
+
+def overlay_for(fuser: OpenedFuser, args: argparse.Namespace) -> MaskOverlay | None:
+    """The run's overlay (its legend is rendered once), or None without ``--overlay-out``."""
+    if args.overlay_out is None:
+        return None
+    return class_overlay(fuser.class_names, fuser.num_classes, 0.5)
 
 
 def fuse_folder(fuser: OpenedFuser, args: argparse.Namespace) -> int:
@@ -59,11 +69,13 @@ def fuse_folder(fuser: OpenedFuser, args: argparse.Namespace) -> int:
     from ssvif_ros.data import PairedFolderDataset
 
     dataset = PairedFolderDataset(args.folder)
+    overlay = overlay_for(fuser, args)
     failed = []
     for i, name in enumerate(dataset.names):
         try:
             sample = dataset.read_arrays(i)
-            write_outputs(fuser, sample["vis"], sample["ir"], name, args.out / f"{name}.png", args)
+            out = args.out / f"{name}.png"
+            write_outputs(fuser, sample["vis"], sample["ir"], name, out, args, overlay)
         except (DatasetError, OSError, ValueError) as e:
             failed.append(name)
             print(f"skipped {name}: {e}", file=sys.stderr)
@@ -107,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fuse_folder(fuser, args)
     try:
         vis, ir = read_visible(args.vis), read_infrared(args.ir)
-        write_outputs(fuser, vis, ir, args.out.stem, args.out, args)
+        write_outputs(fuser, vis, ir, args.out.stem, args.out, args, overlay_for(fuser, args))
     except (DatasetError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -361,13 +361,10 @@ class _Session:
             base = f"{ns}/{_slug(run.candidate.name)}" if len(self.runs) > 1 else ns
             run.topics["image"] = f"{base}/fused/image"
             if run.candidate.has_segmentation:
-                from ssvif_ros.fusion.overlay import MaskOverlay, legend_names, named_palette
+                from ssvif_ros.fusion.overlay import class_overlay
 
-                k = run.candidate.num_classes
-                names = getattr(run.candidate.fuser, "class_names", None)
-                run.overlay = MaskOverlay(
-                    named_palette(names, k), self.opts.overlay_alpha, legend_names(names, k)
-                )
+                cand = run.candidate
+                run.overlay = class_overlay(cand.class_names, cand.num_classes, self.opts.overlay_alpha)
                 run.topics["segmentation"] = f"{base}/fused/segmentation"
                 run.topics["overlay"] = f"{base}/fused/overlay"
 

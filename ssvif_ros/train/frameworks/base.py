@@ -69,4 +69,14 @@ class TrainingFramework:
     ) -> StepLosses:
         """Named losses in float32; ``outputs``: :meth:`branch_outputs` (empty outside the joint stage)."""
         total, terms = self.fusion_loss(fused.float(), vis, ir)
-        return StepLosses({"fusion": total}, terms)
+        step = StepLosses({"fusion": total}, terms)
+        if joint:
+            step.named["csc"], step.info = self.task_loss(batch, outputs)
+        return step
+
+    def task_loss(
+        self, batch: dict[str, Any], outputs: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The second task's (loss, info with "agreement" and, with pseudo labels, "teacher_a"); only a
+        framework with a task (:attr:`has_task`) has a joint stage that calls it."""
+        raise NotImplementedError(f"{type(self).__name__} has no second task")

@@ -12,7 +12,7 @@ from torch import nn
 
 from ssvif_ros.models import SegHead
 from ssvif_ros.train.config import csc_options
-from ssvif_ros.train.frameworks.base import StepLosses, TrainingFramework
+from ssvif_ros.train.frameworks.base import TrainingFramework
 from ssvif_ros.train.losses import csc_loss
 
 
@@ -51,17 +51,3 @@ class SSVIF(TrainingFramework):
         """(loss, info with "agreement" and "teacher_a") of the second task."""
         loss, info = csc_loss(outputs["logits_a"], outputs["logits_b"], **csc_options(self.cfg))
         return loss, {"agreement": info["agreement"], "teacher_a": info["teacher_a_fraction"]}
-
-    def losses(
-        self,
-        batch: dict[str, Any],
-        vis: torch.Tensor,
-        ir: torch.Tensor,
-        fused: torch.Tensor,
-        outputs: dict[str, torch.Tensor],
-        joint: bool,
-    ) -> StepLosses:
-        step = super().losses(batch, vis, ir, fused, outputs, joint)
-        if joint:
-            step.named["csc"], step.info = self.task_loss(batch, outputs)
-        return step
