@@ -91,10 +91,39 @@ def test_status_warns_on_silence_and_malformed_and_errors_on_failures():
     diag.error("RuntimeError: boom")
     snap = diag.snapshot(101.2)
     assert snap.level == ERROR and "boom" in snap.message
-    diag.set_mode("passthrough")
+    diag.passthrough_on_thermal_loss = True
+    diag.mark_lost(102.5)
     snap = diag.snapshot(102.5)
     assert snap.level == WARN and "thermal topic /flir/image_raw silent" in snap.message
     assert "passthrough" in snap.message and snap.values["mode"] == "passthrough"
+
+
+def test_lost_state_is_declared_once_and_ends_with_the_next_message():
+    diag = make(now=0.0)
+    diag.passthrough_on_thermal_loss = True
+    diag.arrived("visible", 1.0)
+    diag.arrived("thermal", 1.0)
+    assert diag.mark_lost(1.4) == []  # within both timeouts
+    assert diag.mark_lost(1.6) == [("visible", pytest.approx(0.6), False)]
+    assert diag.arrived("visible", 1.7) == pytest.approx(0.7)  # back: how long it had been silent
+    assert diag.arrived("visible", 1.9) is None  # no longer lost
+    assert diag.mark_lost(2.1) == [("thermal", pytest.approx(1.1), False)]
+    assert diag.mark_lost(2.2) == []  # each loss reported once
+    assert diag.is_lost("thermal", 2.2) and diag.mode(2.2) == "passthrough"
+    diag.arrived("visible", 2.3)
+    assert diag.arrived("thermal", 2.4) == pytest.approx(1.4)
+    assert not diag.is_lost("thermal", 2.5) and diag.mode(2.5) == "fusion"
+    diag.passthrough_on_thermal_loss = False
+    diag.mark_lost(9.0)
+    assert diag.is_lost("thermal", 9.0) and diag.mode(9.0) == "fusion"  # no passthrough configured
+
+
+def test_inputs_lost_before_the_cameras_start_are_not_lost_once_the_streams_begin():
+    diag = make(now=0.0)
+    assert [name for name, _, never in diag.mark_lost(5.0) if never] == ["visible", "thermal"]
+    diag.arrived("visible", 5.0)  # silence of a never-seen input now counts from the streams' start
+    assert not diag.is_lost("thermal", 5.1)
+    assert diag.is_lost("thermal", 6.5)  # and it is lost again once silent beyond its timeout
 
 
 def test_silence_counts_from_start_until_the_first_message():

@@ -416,7 +416,7 @@ def test_thermal_loss_passes_visible_through_then_fusion_resumes(graph, checkpoi
     # thermal returns: fusion again (the thermal message is sent first and received before the pair)
     stamp = t0 + 5_000_000_000
     graph.pub_th.publish(make_image(scene.thermal16(), "mono16", stamp - 500_000_000, "th_cam"))
-    graph.spin_until(lambda: not node._lost[1], 5, "thermal recovery")
+    graph.spin_until(lambda: not node.diagnostics.is_lost("thermal", time.monotonic()), 5, "thermal recovery")
     fused = send_pair(stamp)
     graph.spin_until(lambda: graph.received[FUSED][stamp], 10, "a fused frame after thermal returned")
     np.testing.assert_array_equal(pixels_of(graph.received[FUSED][stamp][-1]), fused)

@@ -9,6 +9,10 @@ and decides the status:
 - WARN: an input silent for longer than its timeout, or malformed messages since the previous snapshot;
 - OK otherwise.
 
+It is also the one owner of the inputs' lost state (:meth:`mark_lost`, :meth:`arrived`, :meth:`is_lost`):
+the node asks it whether to publish visible passthrough and logs the transitions it reports, and the
+reported ``mode`` follows from the same state.
+
 Times are ``time.monotonic()`` seconds (so a sim-time clock or a bag loop cannot fake silence);
 latencies are durations in seconds. :func:`to_diagnostic_array` is the only place ``diagnostic_msgs``
 is imported.
@@ -62,6 +66,7 @@ class _InputCounters:
     malformed: int = 0
     malformed_fields: Counter = field(default_factory=Counter)
     last_arrival: float | None = None
+    lost: bool = False  # declared silent beyond the timeout (once, by mark_lost) until a message returns
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,8 @@ class FusionDiagnostics:
     ``topics``/``timeouts_s``: per input name in :data:`INPUTS` (the resolved topic, the silence
     timeout). ``window``: frames kept for the latency percentiles. ``info``: fixed key/values reported
     as is (backend, device, model …). ``now``: start time (silence is counted from it until the first
-    message arrives).
+    message arrives). ``passthrough_on_thermal_loss``: the node republishes visible frames while thermal is
+    lost (the reported ``mode`` is then ``passthrough``).
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class FusionDiagnostics:
         window: int = 300,
         info: dict[str, str] | None = None,
         now: float = 0.0,
+        passthrough_on_thermal_loss: bool = False,
     ) -> None:
         if window < 1:
             raise ValueError(f"diagnostics window must be >= 1 frame, got {window}")
@@ -122,18 +129,38 @@ class FusionDiagnostics:
         self.in_node_s: deque[float] = deque(maxlen=window)
         self._last_snapshot_time = now
         self._last_counts: dict[str, int] = {}
-        self._mode = "fusion"
+        self.passthrough_on_thermal_loss = passthrough_on_thermal_loss
 
     # --- recording (any thread) ---------------------------------------------------------------------
 
-    def arrived(self, name: str, now: float) -> None:
-        """A message of input ``name`` arrived at ``now`` (valid or not)."""
+    def arrived(self, name: str, now: float) -> float | None:
+        """A message of input ``name`` arrived at ``now`` (valid or not).
+
+        Returns the seconds the input had been silent when this message ends its lost state, else None.
+        """
         with self._lock:
             counters = self.inputs[name]
+            back_after = self._silent_for(counters, now) if counters.lost else None
+            counters.lost = False
             counters.received += 1
             counters.last_arrival = now
             if self.first_arrival is None:
                 self.first_arrival = now
+        return back_after
+
+    def mark_lost(self, now: float) -> list[tuple[str, float, bool]]:
+        """Declare lost the inputs silent beyond their timeout, each once until a message returns.
+
+        Returns the newly lost ones as (name, seconds silent, whether it never delivered a message).
+        """
+        newly_lost = []
+        with self._lock:
+            for name, counters in self.inputs.items():
+                silent = self._silent_for(counters, now)
+                if not counters.lost and silent > counters.timeout_s:
+                    counters.lost = True
+                    newly_lost.append((name, silent, counters.last_arrival is None))
+        return newly_lost
 
     def malformed(self, name: str, field_name: str) -> None:
         """A message of input ``name`` was dropped because of ``field_name`` (or a pair check)."""
@@ -192,11 +219,6 @@ class FusionDiagnostics:
         with self._lock:
             self.sync_resets += 1
 
-    def set_mode(self, mode: str) -> None:
-        """``fusion`` or ``passthrough`` (visible republished while thermal is lost)."""
-        with self._lock:
-            self._mode = mode
-
     # --- queries ----------------------------------------------------------------------------------------
 
     def silent_for(self, name: str, now: float) -> float:
@@ -207,12 +229,26 @@ class FusionDiagnostics:
         cameras must not call the thermal stream lost the instant the first visible frame arrives.
         """
         with self._lock:
-            last = self.inputs[name].last_arrival
-            since = self.first_arrival if self.first_arrival is not None else self.started
-        return now - (since if last is None else last)
+            return self._silent_for(self.inputs[name], now)
+
+    def _silent_for(self, counters: _InputCounters, now: float) -> float:  # caller holds the lock
+        since = self.first_arrival if self.first_arrival is not None else self.started
+        return now - (since if counters.last_arrival is None else counters.last_arrival)
 
     def is_silent(self, name: str, now: float) -> bool:
         return self.silent_for(name, now) > self.inputs[name].timeout_s
+
+    def is_lost(self, name: str, now: float) -> bool:
+        """Declared lost by :meth:`mark_lost` and still silent: a node started before its cameras marks
+        both inputs lost, and the first visible frame must not then be taken for a thermal loss."""
+        with self._lock:
+            counters = self.inputs[name]
+            return counters.lost and self._silent_for(counters, now) > counters.timeout_s
+
+    def mode(self, now: float) -> str:
+        """``passthrough`` while visible frames are republished for a lost thermal input, else ``fusion``."""
+        thermal_lost = self.is_lost("thermal", now)
+        return "passthrough" if self.passthrough_on_thermal_loss and thermal_lost else "fusion"
 
     def totals(self) -> dict[str, Any]:
         """Cumulative counters (for tests and the end-of-run log)."""
@@ -234,6 +270,7 @@ class FusionDiagnostics:
     def snapshot(self, now: float) -> DiagnosticsSnapshot:
         """Rates since the previous snapshot, latency percentiles, and the status with its reason."""
         silent = {name: self.silent_for(name, now) for name in INPUTS}
+        mode = self.mode(now)
         with self._lock:
             elapsed = max(now - self._last_snapshot_time, 1e-9)
             counts = {f"{n}_received": c.received for n, c in self.inputs.items()}
@@ -249,7 +286,7 @@ class FusionDiagnostics:
                 "in-node overhead": list(self.in_node_s),
             }
             values: dict[str, str] = dict(self.info)
-            values["mode"] = self._mode
+            values["mode"] = mode
             for name, c in self.inputs.items():
                 values[f"{name} topic"] = c.topic
                 values[f"{name} rate (Hz)"] = _fmt(delta[f"{name}_received"] / elapsed)
@@ -293,8 +330,8 @@ class FusionDiagnostics:
                     level = max(level, WARN)
                     reasons.append(f"{delta[f'{name}_malformed']} malformed {name} message(s) dropped")
             if not reasons:
-                reasons.append(f"{self._mode}: {values['published rate (Hz)']} Hz published")
-            elif self._mode == "passthrough":
+                reasons.append(f"{mode}: {values['published rate (Hz)']} Hz published")
+            elif mode == "passthrough":
                 reasons.append("publishing visible passthrough")
         return DiagnosticsSnapshot(level=level, message="; ".join(reasons), values=values)
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -198,6 +197,7 @@ class FuseNode(Node):
             window=cfg.diagnostics_window,
             info=info,
             now=time.monotonic(),
+            passthrough_on_thermal_loss=cfg.passthrough_on_thermal_loss,
         )
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
@@ -252,8 +252,6 @@ class FuseNode(Node):
         """The subscriptions and the pairing (:mod:`ssvif_ros.fusion.pairing`, the replay's too); its name."""
         in_qos = _qos(cfg.qos_reliability, cfg.qos_depth)
         self._last_stamp: int | None = None
-        self._state_lock = threading.Lock()
-        self._lost = [False, False]
         self._throttle: dict[tuple[str, str], list[float]] = {}
         self._sync = create_sync(cfg.sync_policy, cfg.sync_queue_size, cfg.sync_slop_s)
         self._subs = [
@@ -331,18 +329,12 @@ class FuseNode(Node):
 
     def _arrival(self, index: int, msg: Image) -> int:
         """Count the message, note a returning input, reset pairing on a backwards stamp jump."""
-        now = time.monotonic()
-        with self._state_lock:
-            was_lost, self._lost[index] = self._lost[index], False
-        if was_lost:
-            silent = self.diagnostics.silent_for(INPUTS[index], now)
+        back_after = self.diagnostics.arrived(INPUTS[index], time.monotonic())
+        if back_after is not None:
             what = "fusion resumed" if index == THERMAL else "fused output resumes"
             self.get_logger().info(
-                f"{INPUTS[index]} topic {self.topics[index]} back after {silent:.1f} s: {what}"
+                f"{INPUTS[index]} topic {self.topics[index]} back after {back_after:.1f} s: {what}"
             )
-            if index == THERMAL:
-                self.diagnostics.set_mode("fusion")
-        self.diagnostics.arrived(INPUTS[index], now)
         stamp = header_stamp_ns(msg) or 0
         newest = self._last_stamp
         if newest is not None and stamp < newest - int(self.config.sync_clock_jump_reset_s * 1e9):
@@ -387,8 +379,7 @@ class FuseNode(Node):
         if not self.config.passthrough_on_thermal_loss:
             return False
         self._watch_inputs()  # the state may have changed since the last timer tick
-        # Lost at start-up (nothing arrived yet) but the streams have only just begun: wait for a pair.
-        return self._lost[THERMAL] and self.diagnostics.is_silent(INPUTS[THERMAL], time.monotonic())
+        return self.diagnostics.is_lost(INPUTS[THERMAL], time.monotonic())
 
     def _warn_throttled(self, key: tuple[str, str], text: str) -> None:
         now = time.monotonic()
@@ -404,24 +395,15 @@ class FuseNode(Node):
 
     def _watch_inputs(self) -> None:
         """Turn an input silent beyond its timeout into the 'lost' state (once, with a log line)."""
-        now = time.monotonic()
-        for index, name in enumerate(INPUTS):
-            if self._lost[index] or not self.diagnostics.is_silent(name, now):
-                continue
-            with self._state_lock:
-                if self._lost[index]:
-                    continue
-                self._lost[index] = True
-            silent = self.diagnostics.silent_for(name, now)
+        for name, silent, never in self.diagnostics.mark_lost(time.monotonic()):
+            index = INPUTS.index(name)
             timeout = self.diagnostics.inputs[name].timeout_s
             if index == THERMAL and self.config.passthrough_on_thermal_loss:
                 action = "publishing visible passthrough"
-                self.diagnostics.set_mode("passthrough")
             elif index == THERMAL:
                 action = "no fused output until it returns (passthrough_on_thermal_loss is false)"
             else:
                 action = "no fused output until it returns"
-            never = self.diagnostics.inputs[name].last_arrival is None
             what = "no message since start" if never else "silent"
             self.get_logger().warning(
                 f"{name} topic {self.topics[index]} {what} for {silent:.1f} s (timeout {timeout:g} s): "
