@@ -16,6 +16,7 @@ from ssvif_ros.models.guides import (
     gaussian_blur,
     guide_image,
     pyramid_fusion,
+    separable_filter,
 )
 from ssvif_ros.train.losses import (
     FusionLoss,
@@ -161,3 +162,17 @@ def test_marginal_entropy_gap_and_csc_options() -> None:
         csc_loss(uniform, uniform, balance="swav")
     with pytest.raises(ValueError, match="marginal_entropy"):
         csc_loss(uniform, uniform, marginal_entropy=-1.0)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 37, 50), (1, 1, 48, 64), (1, 2, 30, 9)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_separable_filter_matches_a_direct_correlation(shape: tuple[int, ...], stride: int) -> None:
+    """Replicate-padded correlation along W then H, then every stride-th pixel, in numpy."""
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    taps = [0.1, 0.2, 0.4, 0.25, 0.05]  # asymmetric, so a flipped kernel would fail too
+    ref = np.pad(x.numpy(), [(0, 0), (0, 0), (0, 0), (2, 2)], mode="edge")
+    ref = sum(t * ref[..., k : k + shape[3]] for k, t in enumerate(taps))
+    ref = np.pad(ref, [(0, 0), (0, 0), (2, 2), (0, 0)], mode="edge")
+    ref = sum(t * ref[..., k : k + shape[2], :] for k, t in enumerate(taps))
+    out = separable_filter(x, taps, stride)
+    np.testing.assert_allclose(out.numpy(), ref[..., ::stride, ::stride], atol=1e-6)

@@ -22,6 +22,8 @@ filters, so the rule costs a few cheap passes and suits a per-frame guide.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -30,20 +32,43 @@ import torch.nn.functional as F
 from ssvif_ros.models.color import rgb_to_y
 
 GUIDES = ("max", "saliency")
+_fold_rows = True  # see shape_independent_filters
+
+
+@contextmanager
+def shape_independent_filters() -> Iterator[None]:
+    """Within it the filters do not fold rows into channels: a trace for a dynamic-size export must not
+    depend on the height it was traced at (the fold's group count does). Same values, slower in ONNX
+    Runtime."""
+    global _fold_rows
+    previous, _fold_rows = _fold_rows, False
+    try:
+        yield
+    finally:
+        _fold_rows = previous
+
+
+def _filter_rows(x: torch.Tensor, taps: list[float], stride: int) -> torch.Tensor:
+    """``taps`` along W of every row, replicate borders, every ``stride``-th column:
+    (B,C,H,W) -> (B,C,H,⌈W/s⌉). The rows are folded into up to 16 channels of a depthwise conv: ONNX Runtime
+    pads a one-channel conv to its channel block (16 on AVX-512), so the plain form does up to 16× the work
+    and reorders its layout twice (docs/fusion_target.md, "Cost")."""
+    b, c, h, w = x.shape
+    r = len(taps) // 2
+    groups = next(g for g in (16, 8, 4, 2, 1) if h % g == 0) if _fold_rows else 1
+    kernel = torch.tensor(taps, dtype=x.dtype, device=x.device).view(1, 1, 1, -1).repeat(groups, 1, 1, 1)
+    y = F.pad(x.reshape(b * c, groups, h // groups, w), (r, r, 0, 0), mode="replicate")
+    y = F.conv2d(y, kernel, stride=(1, stride), groups=groups)
+    return y.reshape(b, c, h, y.shape[-1])
 
 
 def separable_filter(x: torch.Tensor, taps: list[float], stride: int = 1) -> torch.Tensor:
     """``taps`` (odd length, normalised by the caller) along W then H of each channel, replicate borders,
     kept at every ``stride``-th pixel: (B,C,H,W) -> (B,C,⌈H/s⌉,⌈W/s⌉). Filtering only the kept pixels is the
-    same as filtering all and subsampling, at 1/s (W pass) and 1/s² (H pass) of the work. Channels are folded
-    into the batch so the kernel is a constant of known shape (the ONNX export needs that)."""
-    b, c, h, w = x.shape
-    r = len(taps) // 2
-    k = torch.tensor(taps, dtype=x.dtype, device=x.device)
-    y = x.reshape(b * c, 1, h, w)
-    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1), stride=(1, stride))
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1), stride=(stride, 1))
-    return y.reshape(b, c, y.shape[-2], y.shape[-1])
+    same as filtering all and subsampling, at 1/s (W pass) and 1/s² (H pass) of the work; the H pass is the
+    W pass of the transposed image."""
+    y = _filter_rows(x, taps, stride)
+    return _filter_rows(y.transpose(-1, -2), taps, stride).transpose(-1, -2)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -120,8 +145,8 @@ class SaliencyRule:
         """Fused luminance (B,1,H,W) in [0,1] from ``y_vis`` and ``ir`` (B,1,H,W) in [0,1]."""
         fused = pyramid_fusion(y_vis, ir, self.levels, self.energy_window)
         weight, halo = self.thermal_saliency(ir)
-        low = smooth_at(torch.cat([fused, ir], dim=1), 2, self.base_sigma)
-        fused = fused + halo * (low[:, 1:] - low[:, :1])  # thermal low frequencies around targets
+        # thermal low frequencies around targets (the blur is linear: one channel, the difference, is blurred)
+        fused = fused + halo * smooth_at(ir - fused, 2, self.base_sigma)
         return (weight * ir + (1.0 - weight) * fused).clamp(0.0, 1.0)
 
 

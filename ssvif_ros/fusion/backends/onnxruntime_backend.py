@@ -23,6 +23,7 @@ the engine needs nothing more than ``backend="onnxruntime"``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,6 +39,7 @@ from torch import nn
 
 from ssvif_ros.checkpoint import atomic_write_bytes
 from ssvif_ros.fusion.backends import BackendUnavailable
+from ssvif_ros.models.guides import shape_independent_filters
 
 EXPORT_FORMAT = "ssvif_ros.onnx/1"
 DEFAULT_OPSET = 18
@@ -122,7 +124,8 @@ def export_onnx(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        shapes = contextlib.nullcontext() if size is not None else shape_independent_filters()
+        with warnings.catch_warnings(), torch.no_grad(), shapes:
             warnings.simplefilter("ignore")  # TracerWarnings on the models' shape checks, deprecation notes
             torch.onnx.export(
                 wrapper,
