@@ -170,3 +170,19 @@ def test_make_bag_cli_deterministic(tmp_path, scenes, capsys):
     assert summary["messages"]["thermal"] == 10 - summary["dropped"]["thermal"]
     assert main([str(scenes), "--out", str(tmp_path / "a")]) == 2  # exists already
     assert "exists already" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("storage", "name"), [("mcap", "pairs.mcap"), ("sqlite3", "pairs.db3")])
+def test_an_out_path_named_like_the_storage_file_is_the_bag_folder(tmp_path, scenes, capsys, storage, name):
+    """``--out pairs.mcap`` writes the bag folder ``pairs`` (holding pairs.mcap), not
+    pairs.mcap/pairs.mcap.mcap."""
+    assert main([str(scenes), "--out", str(tmp_path / name), "--frames", "3", "--storage", storage]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["bag"] == str(tmp_path / "pairs")
+    assert sorted(p.name for p in (tmp_path / "pairs").iterdir()) == [
+        "metadata.yaml",
+        f"pairs{Path(name).suffix}",
+    ]
+    assert not (tmp_path / name).exists()
+    with open_reader(tmp_path / "pairs") as bag:
+        assert sum(1 for _ in bag.messages(["/camera/image_raw"])) == 3

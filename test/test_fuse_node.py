@@ -366,6 +366,41 @@ def test_bad_messages_are_dropped_counted_and_the_node_keeps_running(graph, chec
     assert node.diagnostics.totals()["errors"] == 0
 
 
+class RecordingLogger:
+    """Stands in for the node's logger: keeps the warnings."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, text: str) -> None:
+        self.warnings.append(text)
+
+    def info(self, text: str) -> None:
+        pass
+
+
+@pytest.mark.ros
+def test_oversized_images_and_stamp_jumps_are_counted_and_warned_about_once(graph, checkpoint, reference):
+    """Callbacks called directly (no transport): an image over max_input_pixels is dropped before decoding;
+    stamp jumps reset pairing every time but warn once per log_throttle_s, as malformed messages do."""
+    node = graph.fuse_node(node_params(checkpoint, max_input_pixels=H * W, log_throttle_s=60.0))
+    logger = RecordingLogger()
+    node.get_logger = lambda: logger
+    scene = Scene(reference)
+    t0 = time.time_ns()
+    for k in range(3):
+        node._on_thermal(make_image(np.zeros((H, W + 1), np.uint16), "mono16", t0 + k, "th_cam"))
+    assert node.diagnostics.totals()["malformed_fields"]["thermal"] == {"max_input_pixels": 3}
+    vis = scene.visible()
+    for k in range(20):  # a bag looping every frame: 10 s ahead, then back
+        node._on_visible(visible_message(vis, "rgb8", t0 + (k % 2 == 0) * 10_000_000_000 + k))
+    assert node.diagnostics.totals()["sync_resets"] == 10
+    jumps = [w for w in logger.warnings if "jumped back" in w]
+    oversized = [w for w in logger.warnings if "max_input_pixels" in w]
+    assert len(jumps) == 1 and len(oversized) == 1, logger.warnings
+    assert f"{W + 1}x{H}" in oversized[0]
+
+
 @pytest.mark.ros
 def test_thermal_loss_passes_visible_through_then_fusion_resumes(graph, checkpoint, reference):
     node = graph.fuse_node(
@@ -413,10 +448,15 @@ def test_thermal_loss_passes_visible_through_then_fusion_resumes(graph, checkpoi
     )
     assert node.diagnostics.totals()["passthrough"] >= 1
 
-    # thermal returns: fusion again (the thermal message is sent first and received before the pair)
-    stamp = t0 + 5_000_000_000
-    graph.pub_th.publish(make_image(scene.thermal16(), "mono16", stamp - 500_000_000, "th_cam"))
+    # thermal returns, its first frame 1 ms from the last passthrough frame: that visible stamp was published
+    # already and must not be published again, fused
+    last_passthrough = max(passthrough)
+    graph.pub_th.publish(make_image(scene.thermal16(), "mono16", last_passthrough + 1_000_000, "th_cam"))
     graph.spin_until(lambda: not node.diagnostics.is_lost("thermal", time.monotonic()), 5, "thermal recovery")
+    graph.spin_for(0.2)  # (less than the thermal timeout)
+    assert len(graph.received[FUSED][last_passthrough]) <= 1
+    # then fusion again (the thermal message is sent first and received before the pair)
+    stamp = t0 + 5_000_000_000
     fused = send_pair(stamp)
     graph.spin_until(lambda: graph.received[FUSED][stamp], 10, "a fused frame after thermal returned")
     np.testing.assert_array_equal(pixels_of(graph.received[FUSED][stamp][-1]), fused)
@@ -425,6 +465,8 @@ def test_thermal_loss_passes_visible_through_then_fusion_resumes(graph, checkpoi
         5,
         "diagnostics back in fusion mode",
     )
+    twice = {(s - t0) // 1_000_000: len(m) for s, m in graph.received[FUSED].items() if len(m) > 1}
+    assert not twice, f"stamps (ms after the first) published more than once: {twice}"
 
 
 @pytest.mark.ros

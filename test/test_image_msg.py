@@ -166,6 +166,17 @@ def test_wrong_kind_of_encoding_for_the_stream() -> None:
         to_thermal(rgb_msg, "/thermal")
 
 
+@pytest.mark.parametrize("encoding", [["rgb8"], None, 8, b"mono16"])
+@pytest.mark.parametrize("decode", [to_rgb8, to_thermal, image_to_numpy])
+def test_a_non_string_encoding_is_a_malformed_message(encoding: object, decode) -> None:
+    """In-process callers can put anything in the field: a MalformedImage, never a TypeError."""
+    msg = _valid_mono16()
+    object.__setattr__(msg, "_encoding", encoding)
+    with pytest.raises(MalformedImage, match="unsupported encoding") as info:
+        decode(msg, "/cam")
+    assert info.value.field == "encoding"
+
+
 def test_numpy_to_image_rejects_mismatched_arrays() -> None:
     with pytest.raises(ValueError, match="rgb8 needs a uint8 array of shape"):
         numpy_to_image(np.zeros((4, 5), np.uint8), "rgb8")

@@ -459,12 +459,19 @@ def test_stats_percentiles_summary_and_bounded_window():
 
 
 @pytest.mark.parametrize("policy", ["approximate", "latest"])
-def test_reset_forgets_queues_and_stats(policy):
+def test_reset_forgets_queues_and_keeps_counting(policy):
+    """A reset (bag loop, clock jump) drops what is queued but the counts stay cumulative: the dropped
+    frames are unmatched, not forgotten (received == paired + unmatched + pending still holds)."""
     sync = create_sync(policy, queue_size=5, slop_s=0.01)
     feed(sync, [(0, 0, "v"), (1, 1 * MS, "t"), (0, 50 * MS, "v2")])
+    before = sync.stats
     sync.reset()
     assert sync.pending() == [0, 0]
-    assert sync.stats.received == [0, 0] and sync.stats.pairs == 0
+    stats = sync.stats
+    assert stats.received == before.received and stats.pairs == before.pairs == 1
+    assert stats.unmatched[0] == before.unmatched[0] + 1  # v2 was waiting
+    for i in (0, 1):
+        assert stats.received[i] == stats.paired[i] + stats.unmatched[i]
     assert sync.add(1, 50 * MS, "t2") == []  # v2 is gone
 
 

@@ -300,11 +300,9 @@ class ApproximateTimeSync:
             return counts
 
     def reset(self) -> None:
-        """Forget queued items and statistics (e.g. after the clock jumped backwards or a bag looped)."""
-        with self._lock:
-            for queue in self._queues:
-                queue.clear()
-            self._stats = SyncStats.empty(self.num_inputs, self._diff_window)
+        """Forget queued items (e.g. after the clock jumped backwards or a bag looped), counted as unmatched:
+        the statistics are cumulative, so frames dropped at a reset stay counted."""
+        self.flush()
 
     @property
     def stats(self) -> SyncStats:
@@ -455,12 +453,9 @@ class LatestSync:
             return counts
 
     def reset(self) -> None:
-        """Forget the history, the waiting frame and the statistics."""
-        with self._lock:
-            self._waiting = None
-            self._thermal_stamps.clear()
-            self._thermal_entries.clear()
-            self._stats = SyncStats.empty(2, self._diff_window)
+        """Forget the history and the waiting frame, never-paired ones counted as unmatched (the statistics
+        are cumulative)."""
+        self.flush()
 
     @property
     def stats(self) -> SyncStats:

@@ -50,6 +50,7 @@ __all__ = [
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 STORAGES = ("mcap", "sqlite3")
+STORAGE_SUFFIXES = {"mcap": ".mcap", "sqlite3": ".db3"}
 NS_PER_S = 1_000_000_000
 _TYPESTORE: Typestore | None = None
 
@@ -242,15 +243,24 @@ class BagWriter:
         self._writer.write(conn, int(timestamp_ns), typestore().serialize_cdr(msg, conn.msgtype))
 
 
+def bag_directory(path: str | Path, storage: str = "mcap") -> Path:
+    """The bag folder for a path a user gave: a rosbag2 bag is a folder holding ``<name>.mcap`` (or
+    ``.db3``) and ``metadata.yaml``, so ``pairs.mcap`` means the folder ``pairs`` (not
+    ``pairs.mcap/pairs.mcap.mcap``)."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix == STORAGE_SUFFIXES[storage] else path
+
+
 @contextmanager
 def open_writer(path: str | Path, storage: str = "mcap", version: int = 9) -> Iterator[BagWriter]:
-    """Create a new rosbag2 bag directory at ``path`` (must not exist) with ``storage`` mcap or sqlite3.
+    """Create a new rosbag2 bag directory at ``path`` (must not exist; see :func:`bag_directory`) with
+    ``storage`` mcap or sqlite3; the writer's ``path`` is the folder created.
 
     ``version`` 9 is the Jazzy/Kilted metadata format (8 for older readers).
     """
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
-    path = Path(path)
+    path = bag_directory(path, storage)
     if path.exists():
         raise BagError(f"bag {path} exists already; choose a new path or delete it")
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3

@@ -172,7 +172,7 @@ def to_rgb8(msg: Image, topic: str = "", strict: bool = False) -> np.ndarray:
     gray (``mono8``/``8UC1``) replicated to three channels. 16-bit encodings are rejected.
     """
     encoding = msg.encoding
-    if encoding in ENCODINGS and encoding not in VISIBLE_ENCODINGS:
+    if isinstance(encoding, str) and encoding in ENCODINGS and encoding not in VISIBLE_ENCODINGS:
         raise MalformedImage(
             topic,
             "encoding",
@@ -201,7 +201,7 @@ def to_thermal(msg: Image, topic: str = "", strict: bool = False) -> np.ndarray:
     a monotonic temperature scale, so converting it to gray would be wrong.
     """
     encoding = msg.encoding
-    if encoding in ENCODINGS and encoding not in THERMAL_ENCODINGS:
+    if isinstance(encoding, str) and encoding in ENCODINGS and encoding not in THERMAL_ENCODINGS:
         raise MalformedImage(
             topic,
             "encoding",

@@ -318,7 +318,10 @@ class FuseNode(Node):
         if frame is None:
             return
         if self._passthrough_active():
+            # published as it is, and kept out of the pairing: a thermal frame returning with a nearby
+            # stamp must not publish the same visible stamp a second time, fused
             self._submit(Job(frame, None))
+            return
         self._pair(VISIBLE, stamp, frame)
 
     def _on_thermal(self, msg: Image) -> None:
@@ -347,13 +350,17 @@ class FuseNode(Node):
         self._sync.reset()
         self._pairs.reset()
         self.diagnostics.sync_reset()
-        self.get_logger().warning(
+        self._warn_throttled(
+            (self.topics[index], "stamp jump"),
             f"{INPUTS[index]} stamps on {self.topics[index]} jumped back {jump_s:.1f} s (bag loop or clock "
-            "reset?): synchroniser and thermal gain reset; pairing restarts with the new stamps"
+            "reset?): synchroniser and thermal gain reset; pairing restarts with the new stamps (counted in "
+            "/diagnostics as sync resets)",
         )
 
     def _decode(self, index: int, msg: Image, stamp: int) -> Frame | None:
         topic = self.topics[index]
+        if self._too_large(index, msg):
+            return None
         try:
             array = to_rgb8(msg, topic) if index == VISIBLE else to_thermal(msg, topic)
         except MalformedImage as err:
@@ -365,6 +372,23 @@ class FuseNode(Node):
             )
             return None
         return Frame(msg.header, stamp, array, time.monotonic())
+
+    def _too_large(self, index: int, msg: Image) -> bool:
+        """Drop (count, warn) an image over ``max_input_pixels`` before decoding it."""
+        try:
+            pixels = int(msg.height) * int(msg.width)
+        except (TypeError, ValueError):
+            return False  # the decoder reports the bad field
+        limit = self.config.max_input_pixels
+        if pixels <= limit:
+            return False
+        self.diagnostics.malformed(INPUTS[index], "max_input_pixels")
+        self._warn_throttled(
+            (self.topics[index], "max_input_pixels"),
+            f"dropped a {msg.width}x{msg.height} {INPUTS[index]} image on {self.topics[index]}: over "
+            f"max_input_pixels ({limit}); raise the parameter or publish a smaller image",
+        )
+        return True
 
     def _pair(self, index: int, stamp: int, frame: Frame) -> None:
         for pair in self._sync.add(index, stamp, frame):

@@ -211,6 +211,7 @@ def make_bag(folder: str | Path, out: str | Path, opts: RigOptions, storage: str
     counts = {"visible": 0, "thermal": 0, "labels": 0}
     encodings: dict[str, str] = {"visible": opts.visible_encoding}
     with open_writer(out, storage) as bag:
+        out = bag.path
         bag.add_topic(topics["visible"], IMAGE_TYPE)
         bag.add_topic(topics["thermal"], IMAGE_TYPE)
         if has_labels:

@@ -130,10 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
-    from ssvif_ros.io.bags import BagError, open_writer
+    from ssvif_ros.io.bags import BagError, bag_directory, open_writer
 
     full_argv = list(sys.argv[1:] if argv is None else argv)
     args = _parse(remove_ros_args([TOOL, *full_argv])[1:])
+    args.bag = bag_directory(args.bag, args.storage)  # out.mcap is the bag folder out/
     stop = StopFlag().install()
     try:
         if args.overwrite:
