@@ -157,3 +157,47 @@ def test_window_lut_equals_the_formula_on_every_count() -> None:
         expected = np.clip((counts - low) * scale + 0.5, 0, 255).astype(np.uint8)
         np.testing.assert_array_equal(window_lut(low, high), expected, err_msg=f"window {low}, {high}")
     assert not window_lut(42.0, 42.0).any()
+
+
+def _uniform_scene(rng: np.random.Generator, low: int, high: int) -> np.ndarray:
+    return rng.integers(low, high, (60, 80), dtype=np.uint16)
+
+
+def test_a_scene_cut_resettles_the_smoothed_window_at_once():
+    """A bag of unrelated stills: the second scene's counts lie far above the first's. Smoothing alone would
+    keep most of the old window and whiten the new frames; the cut check uses the frame's own window."""
+    rng = np.random.default_rng(0)
+    cold, warm = _uniform_scene(rng, 3000, 4000), _uniform_scene(rng, 20000, 30000)
+    fresh = ThermalToU8(smoothing=0.0, subsample=1)(warm)
+    smoothed = ThermalToU8(smoothing=0.9, subsample=1, scene_cut=0.0)
+    for _ in range(5):
+        smoothed(cold)
+    assert (smoothed(warm) == 255).mean() > 0.9  # the failure: all white
+    converter = ThermalToU8(smoothing=0.9, subsample=1)
+    for _ in range(5):
+        converter(cold)
+    np.testing.assert_array_equal(converter(warm), fresh)
+    assert converter.scene_cuts == 1
+
+
+def test_a_slow_drift_is_smoothed_not_taken_for_a_cut():
+    rng = np.random.default_rng(1)
+    converter = ThermalToU8(smoothing=0.9, subsample=1)
+    base = _uniform_scene(rng, 10000, 12000)
+    for step in range(40):  # the scene warms by 0.5 % of its range per frame
+        converter(base + np.uint16(10 * step))
+    assert converter.scene_cuts == 0
+    with pytest.raises(ValueError, match="scene_cut"):
+        ThermalToU8(scene_cut=-1.0)
+
+
+def test_a_fast_pan_resettles_instead_of_lagging_behind():
+    """A camera panning from cold sky to warm ground: the range moves by a fifth of its width per frame;
+    smoothing alone lags a whole scene behind and saturates, the cut check catches up."""
+    rng = np.random.default_rng(2)
+    frames = [_uniform_scene(rng, 5000 + 400 * k, 7000 + 400 * k) for k in range(15)]
+    lagging = ThermalToU8(smoothing=0.9, subsample=1, scene_cut=0.0)
+    settling = ThermalToU8(smoothing=0.9, subsample=1)
+    saturated = [((lagging(frame) == 255).mean(), (settling(frame) == 255).mean()) for frame in frames]
+    assert saturated[-1][0] > 0.5 and settling.scene_cuts >= 3
+    assert max(settled for _, settled in saturated) < 0.4  # re-settles every few frames while panning

@@ -88,6 +88,11 @@ class ThermalToU8:
       ``window = smoothing · previous + (1 - smoothing) · current``; the first frame (and the first after
       :meth:`reset`) sets the window directly. ``smoothing=0`` and ``subsample=1`` give exactly the dataset
       rule ``thermal16_to_uint8(frame, "percentile", (low_percentile, high_percentile))`` on every frame.
+      A **scene cut** (a bag of unrelated stills, a camera panning from sky to ground) re-settles at once:
+      when the frame's own window and the smoothed one overlap by less than ``scene_cut`` of the narrower
+      of the two, the frame's window is used directly (smoothing would otherwise carry the old scene's
+      range over and whiten or darken the next frames). A hot object entering the view widens the window
+      but keeps the overlap, so it is still smoothed. :attr:`scene_cuts` counts them; 0 turns this off.
     - ``mode="fixed"``: window = ``fixed_range = (min_count, max_count)`` from the parameters, for cameras
       whose counts are calibrated (e.g. a known temperature span); values outside are clipped.
 
@@ -103,6 +108,7 @@ class ThermalToU8:
         smoothing: float = 0.9,
         fixed_range: Sequence[float] | None = None,
         subsample: int = 4,
+        scene_cut: float = 0.5,
     ) -> None:
         if mode not in ("auto", "fixed"):
             raise ValueError(f"thermal.mode must be 'auto' or 'fixed', got {mode!r}")
@@ -113,6 +119,8 @@ class ThermalToU8:
             )
         if not 0.0 <= float(smoothing) < 1.0:
             raise ValueError(f"thermal.smoothing must be in [0, 1) (0: no smoothing), got {smoothing}")
+        if not 0.0 <= float(scene_cut) <= 1.0:
+            raise ValueError(f"thermal.scene_cut must be in [0, 1] (0: off), got {scene_cut}")
         if isinstance(subsample, bool) or not isinstance(subsample, (int, np.integer)) or subsample < 1:
             raise ValueError(f"thermal.subsample must be an integer >= 1, got {subsample!r}")
         self._fixed_lut: np.ndarray | None = None
@@ -134,6 +142,8 @@ class ThermalToU8:
         self.high_percentile = float(high_percentile)
         self.smoothing = float(smoothing)
         self.subsample = int(subsample)
+        self.scene_cut = float(scene_cut)
+        self.scene_cuts = 0
         self._window: tuple[float, float] | None = None
 
     @property
@@ -156,9 +166,21 @@ class ThermalToU8:
             self._window = self._fixed_window
             return np.take(self._fixed_lut, frame)
         low, high = percentile_window(frame, self.low_percentile, self.high_percentile, self.subsample)
-        if self._window is not None and self.smoothing > 0.0:
+        if self._window is not None and self.smoothing > 0.0 and not self._is_scene_cut(low, high):
             keep = self.smoothing
             low = keep * self._window[0] + (1.0 - keep) * low
             high = keep * self._window[1] + (1.0 - keep) * high
         self._window = (low, high)
         return apply_window(frame, low, high)
+
+    def _is_scene_cut(self, low: float, high: float) -> bool:
+        """The frame's window ``(low, high)`` hardly overlaps the smoothed one (class doc); counted."""
+        if self.scene_cut <= 0.0 or self._window is None:
+            return False
+        old_low, old_high = self._window
+        overlap = min(high, old_high) - max(low, old_low)
+        narrower = max(min(high - low, old_high - old_low), 1.0)
+        if overlap >= self.scene_cut * narrower:
+            return False
+        self.scene_cuts += 1
+        return True

@@ -313,6 +313,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         check=number(0.0, 1.0, high_open=True),
     ),
     ParamSpec(
+        "thermal.scene_cut",
+        0.5,
+        "auto gain: re-settle at once (scene cut) when the frame's window and the smoothed one overlap "
+        "by less than this share of the narrower (0: off)",
+        "[0, 1]",
+        field="thermal_scene_cut",
+        check=number(0.0, 1.0),
+    ),
+    ParamSpec(
         "thermal.fixed_range",
         [0.0, 65535.0],
         "fixed gain: [min_count, max_count] mapped to 0..255",
@@ -470,6 +479,7 @@ class FuseConfig:
     thermal_low_percentile: float
     thermal_high_percentile: float
     thermal_smoothing: float
+    thermal_scene_cut: float
     thermal_fixed_range: tuple[float, float]
     thermal_subsample: int
     homography: tuple[float, ...]
@@ -494,6 +504,7 @@ class FuseConfig:
             "low_percentile": self.thermal_low_percentile,
             "high_percentile": self.thermal_high_percentile,
             "smoothing": self.thermal_smoothing,
+            "scene_cut": self.thermal_scene_cut,
             "fixed_range": self.thermal_fixed_range,
             "subsample": self.thermal_subsample,
         }
