@@ -399,6 +399,7 @@ def test_oversized_images_and_stamp_jumps_are_counted_and_warned_about_once(grap
     oversized = [w for w in logger.warnings if "max_input_pixels" in w]
     assert len(jumps) == 1 and len(oversized) == 1, logger.warnings
     assert f"{W + 1}x{H}" in oversized[0]
+    assert "inference thread(s) (automatic: " in node.diagnostics.info["inference threads"]
 
 
 @pytest.mark.ros

@@ -53,6 +53,7 @@ from ssvif_ros.fusion.pairing import (
 )
 from ssvif_ros.fusion.pipeline import PairDropped, PairProcessor
 from ssvif_ros.fusion.registration import Registration
+from ssvif_ros.fusion.threads import apply_threads
 from ssvif_ros.io.image_msg import MalformedImage, fill_image, to_rgb8, to_thermal
 from ssvif_ros.node.diagnostics import INPUTS, FusionDiagnostics, to_diagnostic_array
 from ssvif_ros.node.dispatch import NewestDispatcher
@@ -167,10 +168,8 @@ class FuseNode(Node):
         self._refuse_unknown_overrides()
         self.config = cfg = parse_config({spec.name: self._declare(spec) for spec in PARAMETERS})
         log = self.get_logger()
-        if cfg.torch_threads > 0:
-            import torch
-
-            torch.set_num_threads(cfg.torch_threads)
+        threads = apply_threads(cfg.torch_threads, cfg.device)
+        log.info(threads)
         started = time.perf_counter()
         self.engine = load_engine(cfg, log)
         # Thermal gain → registration → engine, shared with ssvif-replay (ssvif_ros/fusion/pipeline.py).
@@ -189,6 +188,7 @@ class FuseNode(Node):
             "backend": self.engine.backend.name,
             "device": str(self.engine.device),
             "precision": cfg.precision,
+            "inference threads": threads,
             "sync": sync_name,
         }
         self.diagnostics = FusionDiagnostics(

@@ -184,7 +184,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "torch_threads",
         0,
-        "torch intra-op threads (0: torch's default)",
+        "inference intra-op threads, torch and ONNX Runtime (0: automatic from the usable cores, "
+        "printed at start: 1 on up to 2 cores, else half of them up to 4; 1 on CUDA)",
         ">= 0",
         field="torch_threads",
         check=integer(0),

@@ -51,6 +51,7 @@ from ssvif_ros.fusion.fusers import FuserSpecError, OpenedFuser, open_fuser
 from ssvif_ros.fusion.pairing import POLICIES, create_sync
 from ssvif_ros.fusion.pipeline import PairDropped, PairProcessor, timed_fuse
 from ssvif_ros.fusion.thermal import ThermalToU8
+from ssvif_ros.fusion.threads import apply_threads
 from ssvif_ros.io.bags import (
     IMAGE_TYPE,
     STORAGES,
@@ -925,7 +926,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--device", default=None, help="cpu | cuda[:N] | auto (default cpu)")
     model.add_argument("--precision", default=None, choices=("fp32", "fp16"))
-    model.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: default)")
+    model.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="inference threads (0: automatic from the usable cores, printed; see "
+        "ssvif_ros/fusion/threads.py)",
+    )
     node = p.add_argument_group("node settings (default: the node's; --params-file reads its YAML)")
     node.add_argument("--params-file", type=Path, help="the node's ROS 2 params file, e.g. config/fuse.yaml")
     node.add_argument("--visible-topic", default=DEFAULT_TOPICS["visible"])
@@ -1051,11 +1058,8 @@ def candidates_from_args(args: argparse.Namespace, model: dict[str, Any]) -> lis
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.torch_threads > 0:
-            import torch
-
-            torch.set_num_threads(args.torch_threads)
         opts, model = options_from_args(args)
+        print(f"ssvif-replay: {apply_threads(args.torch_threads, model['device'])}", file=sys.stderr)
         candidates = candidates_from_args(args, model)
         for cand in candidates:
             if cand.kind == "untrained":
