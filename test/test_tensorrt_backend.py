@@ -10,6 +10,7 @@ from types import ModuleType, SimpleNamespace
 import pytest
 import torch
 
+from ssvif_ros.checkpoint import file_sha256
 from ssvif_ros.fusion.backends import BackendUnavailable, create_backend
 from ssvif_ros.fusion.backends import tensorrt_backend as trtb
 from ssvif_ros.fusion.backends.onnxruntime_backend import FusionExportWrapper, sidecar_of
@@ -128,7 +129,8 @@ def test_first_run_compiles_and_records_the_key_then_a_matching_sidecar_is_loade
     assert labels.dtype == torch.uint8 and torch.equal(labels, expected_labels)
     key = backend.cache_key(True, (16, 24))
     path = trtb.engine_path(tmp_path, key)
-    assert json.loads(sidecar_of(path).read_text()) == key
+    record = json.loads(sidecar_of(path).read_text())
+    assert record.pop("engine_sha256") == file_sha256(path) and record == key
     assert backend.run(vis, ir)[1] is None and len(fake_gpu.compiled) == 2  # fused-only engine: its own
     backend.run(vis, ir, want_labels=True)
     assert len(fake_gpu.compiled) == 2  # kept in memory: no second compile or load
@@ -153,7 +155,8 @@ def test_a_stale_foreign_or_missing_sidecar_makes_a_rebuild_not_a_load(fake_gpu,
         side.write_text(json.dumps({**json.loads(side.read_text()), tamper: "other"}))
     _backend(modules, fake_gpu, tmp_path).run(vis, ir)
     assert fake_gpu.loaded == [] and len(fake_gpu.compiled) == 2
-    assert json.loads(side.read_text()) == backend.cache_key(False, (16, 24))
+    record = json.loads(side.read_text())
+    assert record.pop("engine_sha256") == file_sha256(path) and record == backend.cache_key(False, (16, 24))
 
 
 def test_another_gpu_or_new_weights_get_their_own_engine(fake_gpu, modules, tmp_path):

@@ -8,6 +8,15 @@ TensorRT build it was made with, so each ``x.ep`` has a JSON sidecar ``x.ep.json
 (:func:`engine_cache_key`); an engine whose sidecar differs from the key wanted now (or is missing) is
 rebuilt, never loaded.
 
+Loading an engine unpickles it, so whoever can write the cache can run code in the node. Before anything
+deserialises a cached engine (:func:`cached_engine_ok`), the folder, the sidecar and the engine must belong
+to this user and be writable by nobody else (as ssh checks its keys), and the engine's SHA-256 must be the
+one the sidecar recorded when this node built it; otherwise the engine is rebuilt, with a warning that names
+the file and what to do. The folder is created 0700 and engines and sidecars are written 0600. (The ONNX
+Runtime export cache of :mod:`.onnxruntime_backend` has no such checks and needs none against this: an ONNX
+file is protobuf data that ONNX Runtime parses, with no pickle or code in it, so a planted export can
+change the images but not run code.)
+
 Everything that touches CUDA, TensorRT or torch-tensorrt runs inside functions, so this module imports on
 any machine; :func:`require_tensorrt` says what is missing where it cannot run.
 """
@@ -19,6 +28,7 @@ import hashlib
 import inspect
 import json
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -29,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ssvif_ros.checkpoint import atomic_write_bytes
+from ssvif_ros.checkpoint import atomic_write_bytes, file_sha256
 from ssvif_ros.fusion.backends import PRECISION_DTYPES, BackendUnavailable
 from ssvif_ros.fusion.backends.onnxruntime_backend import (
     FusionExportWrapper,
@@ -131,12 +141,13 @@ def compile_engine(
     else:  # older torch-tensorrt: precisions are enabled explicitly
         typing_kwargs = {"enabled_precisions": {example[0].dtype}}
     module = trt.compile(wrapper, ir="dynamo", inputs=list(example), **typing_kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".ep", dir=path.parent)
     os.close(fd)
     try:
         inputs_name = "arg_inputs" if _accepts(trt.save, "arg_inputs") else "inputs"
         trt.save(module, tmp, **{inputs_name: list(example)})
+        os.chmod(tmp, 0o600)  # in case save replaced mkstemp's private file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -149,24 +160,113 @@ def load_engine(path: Path) -> Callable:
     return torch.export.load(str(path)).module()
 
 
-def load_or_compile(path: Path, key: dict[str, Any], compile_fn: Callable[[Path], Callable]) -> Callable:
-    """Load ``path`` when its sidecar records exactly ``key``; otherwise (or when loading fails) drop the
-    sidecar, ``compile_fn(path)`` a new engine there and record ``key`` next to it."""
+class UnsafeCacheError(RuntimeError):
+    """A cached engine that is not loaded because someone other than this user could have written it, or
+    it is not the file this node built; the message names the file and what to do about it."""
+
+
+def _check_owned_and_private(path: Path, st: os.stat_result, chmod: str) -> None:
+    if st.st_uid != os.getuid():
+        raise UnsafeCacheError(
+            f"{path} belongs to uid {st.st_uid}, not to this user (uid {os.getuid()}), so it may have been "
+            "planted (loading a cached engine runs code): delete it, or chown it to this user"
+        )
+    if st.st_mode & 0o022:
+        raise UnsafeCacheError(
+            f"{path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o}), so it may have been "
+            f"planted (loading a cached engine runs code): run chmod {chmod} {path}"
+        )
+
+
+def make_private_dir(path: Path) -> None:
+    """Create the cache folder (and parents) with mode 0700, set again after ``makedirs`` since the umask
+    applies to it. An existing folder is left as it is: :func:`check_private_dir` judges it."""
+    try:
+        os.makedirs(path, mode=0o700)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o700)
+
+
+def check_private_dir(path: Path) -> None:
+    """Refuse (:class:`UnsafeCacheError`) a cache folder that is not this user's or that others can write:
+    whoever can write it can swap in an engine, and loading one runs code in the node."""
+    st = os.stat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeCacheError(f"{path} is not a folder: remove it or set SSVIF_ROS_CACHE elsewhere")
+    _check_owned_and_private(path, st, "700")
+
+
+def check_private_file(path: Path) -> None:
+    """Refuse (:class:`UnsafeCacheError`) a cached file that is a link, is not this user's or that others
+    can write (the file itself, not where a link points, is what this node wrote)."""
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeCacheError(f"{path} is not a regular file (a link?): delete it")
+    _check_owned_and_private(path, st, "600")
+
+
+def cached_engine_ok(path: Path, key: dict[str, Any]) -> bool:
+    """Whether the engine at ``path`` may be deserialised: False on a plain miss (no sidecar or engine, or a
+    sidecar for another key); :class:`UnsafeCacheError` when the folder, sidecar or engine fails
+    :func:`check_private_dir` / :func:`check_private_file` or the engine's SHA-256 is not the recorded one.
+    Reads only the JSON sidecar and the engine's bytes (for the hash)."""
     side = sidecar_of(path)
+    check_private_dir(path.parent)
+    if not os.path.lexists(side):
+        return False
+    check_private_file(side)
     try:
         recorded = json.loads(side.read_text())
-    except (OSError, json.JSONDecodeError):
-        recorded = None
-    if recorded == key and path.is_file():
-        try:
+    except (OSError, ValueError):
+        return False
+    if not isinstance(recorded, dict):
+        return False
+    expected = recorded.pop("engine_sha256", None)
+    if recorded != key or not os.path.lexists(path):
+        return False
+    check_private_file(path)
+    actual = file_sha256(path)
+    if actual != expected:
+        wanted = f"{expected[:16]}…" if isinstance(expected, str) else "none"
+        raise UnsafeCacheError(
+            f"{path} has SHA-256 {actual[:16]}…, but {side.name} recorded {wanted} when this node built it, "
+            "so it was changed or planted: not loading it (delete it if this repeats)"
+        )
+    return True
+
+
+def write_engine_record(path: Path, key: dict[str, Any]) -> None:
+    """Make the engine just built at ``path`` 0600 and record ``key`` and its SHA-256 in its sidecar
+    (written atomically, 0600): the hash :func:`cached_engine_ok` wants before loading it."""
+    os.chmod(path, 0o600)
+    record = {**key, "engine_sha256": file_sha256(path)}
+    atomic_write_bytes(sidecar_of(path), (json.dumps(record, indent=2) + "\n").encode())
+
+
+def load_or_compile(path: Path, key: dict[str, Any], compile_fn: Callable[[Path], Callable]) -> Callable:
+    """Load ``path`` when :func:`cached_engine_ok` passes; otherwise (a miss, a refused file or a failed
+    load, the last two with a warning) drop engine and sidecar, ``compile_fn(path)`` a new engine there and
+    record it (:func:`write_engine_record`). In a folder others can write, nothing is loaded or cached: the
+    engine is compiled into a private temporary folder, so nothing planted there is ever run."""
+    make_private_dir(path.parent)
+    try:
+        check_private_dir(path.parent)
+    except UnsafeCacheError as err:
+        warnings.warn(f"{err}; compiling the TensorRT engine without caching it", stacklevel=2)
+        with tempfile.TemporaryDirectory() as scratch:
+            return compile_fn(Path(scratch) / path.name)
+    try:
+        if cached_engine_ok(path, key):
             return load_engine(path)
-        except Exception as err:  # a truncated or otherwise unreadable file: rebuild it
-            warnings.warn(
-                f"{path}: cached TensorRT engine failed to load ({err}); rebuilding it", stacklevel=2
-            )
-    side.unlink(missing_ok=True)
+    except UnsafeCacheError as err:
+        warnings.warn(f"{err}; rebuilding the TensorRT engine", stacklevel=2)
+    except Exception as err:  # a truncated or otherwise unreadable file: rebuild it
+        warnings.warn(f"{path}: cached TensorRT engine failed to load ({err}); rebuilding it", stacklevel=2)
+    sidecar_of(path).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)  # a link there would send the new engine wherever it points
     module = compile_fn(path)
-    atomic_write_bytes(side, (json.dumps(key, indent=2) + "\n").encode())
+    write_engine_record(path, key)
     return module
 
 
