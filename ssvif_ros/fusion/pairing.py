@@ -205,6 +205,12 @@ class ApproximateTimeSync:
       bound evicts them, so after a clock jump backwards call :meth:`reset` (a full queue of future stamps
       would otherwise evict every new message).
 
+    Guarantee (message_filters' Python synchroniser's, no more): every set's spread is below ``slop``. It is
+    not the closest set: a set is emitted as soon as one exists when a message arrives, so a visible frame
+    arriving before the thermal frame stamped next to it pairs with an older thermal frame still within
+    slop. (message_filters' C++ ApproximateTime policy waits until a set is known to be optimal; that one
+    is not reproduced here.) The ``latest`` policy (:class:`LatestSync`) waits for the closer frame.
+
     Cost per ``add``: O(queue_size) for two inputs, O(queue_size^(num_inputs−1)) at worst in general.
     """
 
@@ -324,9 +330,19 @@ class LatestSync:
     - Thermal frames are reused by several visible frames when ``reuse_thermal`` (default True: a 9 Hz thermal
       camera then still yields one output per visible frame); with False a thermal frame pairs at most once.
     - The thermal history keeps the ``queue_size`` newest stamps (an equal stamp replaces the earlier frame).
-    - A visible frame with no partner waits; only one waits (the newest stamp): an older waiting frame is
-      counted unmatched when a newer visible frame arrives, paired or not. A thermal frame arriving within
-      slop of the waiting frame pairs with it at once (the only new candidate since the frame was checked).
+    - A visible frame waits when it has no partner within slop, or (``closest``) when the next thermal frame,
+      expected one thermal period (the median gap of the history) after the newest, should be closer than
+      the best one held: thermal frames usually arrive later than visible ones (slower driver, larger
+      messages), and pairing at once took the previous frame, up to a period old (issue 15: 4 of 10 pairs
+      31-33 ms apart at 10/30 Hz while a frame 0.5-5 ms away was on its way). It waits at most until a
+      thermal frame stamped at or after it arrives, or the next visible frame arrives; then it takes the
+      closest frame held (none within slop: unmatched). Only one frame waits; a late visible frame older
+      than the waiting one pairs at once or never.
+    - Guarantee: each pair is within slop, and is the closest within slop of the thermal frames received
+      before the decision (the closest of the whole stream when thermal stamps arrive in order and
+      periodically). The ``approximate`` policy, like message_filters' Python ApproximateTimeSynchronizer,
+      only guarantees a spread below slop: it emits the first set within slop when a message arrives and
+      does not wait for a better one.
     """
 
     VISIBLE = 0
@@ -378,48 +394,77 @@ class LatestSync:
         stats.spreads_ns.append(spread)
         return [Pair((vis_item, entry[0]), (vis_stamp, th_stamp), spread)]
 
-    def _add_visible(self, stamp: int, item: Any) -> list[Pair]:
-        slop = self.slop_ns
+    def _closest(self, stamp: int) -> int:
+        """Index in the thermal history of the partner for a visible ``stamp`` within slop, else -1."""
         stamps = self._thermal_stamps
-        lo = bisect.bisect_left(stamps, stamp - slop)
-        hi = bisect.bisect_right(stamps, stamp + slop)
-        chosen = -1
-        if hi > lo:
-            if self.prefer == "newest":
-                chosen = hi - 1
-            else:
-                # Sorted stamps: the closest is beside the insertion point; on a tie the newer one wins.
-                right = bisect.bisect_left(stamps, stamp, lo, hi)
-                chosen = right if right < hi else hi - 1
-                if right > lo and (right >= hi or stamp - stamps[right - 1] < stamps[right] - stamp):
-                    chosen = right - 1
+        lo = bisect.bisect_left(stamps, stamp - self.slop_ns)
+        hi = bisect.bisect_right(stamps, stamp + self.slop_ns)
+        if hi <= lo:
+            return -1
+        if self.prefer == "newest":
+            return hi - 1
+        # Sorted stamps: the closest is beside the insertion point; on a tie the newer one wins.
+        right = bisect.bisect_left(stamps, stamp, lo, hi)
+        if right > lo and (right >= hi or stamp - stamps[right - 1] < stamps[right] - stamp):
+            return right - 1
+        return right if right < hi else hi - 1
+
+    def _thermal_period_ns(self) -> float | None:
+        """Median gap of the thermal history's stamps (None with fewer than three frames)."""
+        stamps = self._thermal_stamps
+        if len(stamps) < 3:
+            return None
+        gaps = sorted(b - a for a, b in itertools.pairwise(stamps))
+        return float(gaps[len(gaps) // 2])
+
+    def _closer_expected(self, stamp: int, chosen: int) -> bool:
+        """Whether the next thermal frame, one period after the newest, should be closer to ``stamp`` than
+        the frame ``chosen`` now: it arrives later than the visible frame (driver and transport latency
+        differ), so pairing at once would take a frame up to one period old."""
+        stamps = self._thermal_stamps
+        period = self._thermal_period_ns()
+        if self.prefer != "closest" or period is None or stamps[-1] >= stamp:
+            return False
+        expected = abs(stamps[-1] + period - stamp)
+        return expected < abs(stamp - stamps[chosen]) and expected <= self.slop_ns
+
+    def _settle_waiting(self) -> list[Pair]:
+        """Emit the waiting visible frame with its closest partner when no closer one is expected."""
+        stamp, item = self._waiting  # type: ignore[misc]
+        chosen = self._closest(stamp)
+        if chosen < 0 or self._closer_expected(stamp, chosen):
+            return []
+        self._waiting = None
+        return self._emit_with(stamp, item, chosen)
+
+    def _emit_with(self, stamp: int, item: Any, chosen: int) -> list[Pair]:
+        pairs = self._emit(stamp, item, self._thermal_stamps[chosen], self._thermal_entries[chosen])
+        if not self.reuse_thermal:
+            del self._thermal_stamps[chosen], self._thermal_entries[chosen]
+        return pairs
+
+    def _add_visible(self, stamp: int, item: Any) -> list[Pair]:
+        pairs: list[Pair] = []
         waiting = self._waiting
-        if chosen >= 0:
-            pairs = self._emit(stamp, item, stamps[chosen], self._thermal_entries[chosen])
-            if not self.reuse_thermal:
-                del stamps[chosen], self._thermal_entries[chosen]
-            if waiting is not None and waiting[0] <= stamp:
+        if waiting is not None and stamp < waiting[0]:  # late, out of order: now or never
+            chosen = self._closest(stamp)
+            if chosen < 0:
                 self._stats.unmatched[self.VISIBLE] += 1
-                self._waiting = None
-            return pairs
-        if waiting is None or waiting[0] <= stamp:
-            if waiting is not None:
+                return []
+            return self._emit_with(stamp, item, chosen)
+        if waiting is not None:  # a newer frame: the waiting one takes its closest partner, if any
+            self._waiting = None
+            chosen = self._closest(waiting[0])
+            if chosen >= 0:
+                pairs = self._emit_with(waiting[0], waiting[1], chosen)
+            else:
                 self._stats.unmatched[self.VISIBLE] += 1
-            self._waiting = (stamp, item)
-        else:
-            self._stats.unmatched[self.VISIBLE] += 1  # older than the frame already waiting
-        return []
+        self._waiting = (stamp, item)
+        return pairs + self._settle_waiting()
 
     def _add_thermal(self, stamp: int, item: Any) -> list[Pair]:
         stats = self._stats
         entry: list[Any] = [item, False]
-        pairs: list[Pair] = []
-        waiting = self._waiting
-        if waiting is not None and abs(waiting[0] - stamp) <= self.slop_ns:
-            pairs = self._emit(waiting[0], waiting[1], stamp, entry)
-            self._waiting = None
-            if not self.reuse_thermal:
-                return pairs
         stamps, entries = self._thermal_stamps, self._thermal_entries
         pos = bisect.bisect_left(stamps, stamp)
         if pos < len(stamps) and stamps[pos] == stamp:
@@ -434,7 +479,7 @@ class LatestSync:
                 evicted = entries.pop(0)
                 if not evicted[1]:
                     stats.unmatched[self.THERMAL] += 1
-        return pairs
+        return self._settle_waiting() if self._waiting is not None else []
 
     def pending(self) -> list[int]:
         """[waiting visible frames (0 or 1), held thermal frames never paired]."""
