@@ -79,5 +79,5 @@ def test_weights_that_do_not_fit_the_model(tmp_path):
     meta = json.loads(sidecar_path(path).read_text())
     meta["model"]["name"] = "seafusion"
     sidecar_path(path).write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="do not fit"):
+    with pytest.raises(CheckpointError, match="does not match the weights"):
         load_checkpoint(path)

@@ -148,6 +148,8 @@ def open_fuser(
         return OpenedFuser(spec, "reference", spec, ReferenceFuser(spec))
     path = Path(spec) if spec else default_weights()
     if path is not None and path.suffix == ".safetensors":
+        if path.is_dir():
+            raise FuserSpecError(f"checkpoint {path} is a directory, not a .safetensors file")
         if not path.is_file():
             raise FuserSpecError(f"checkpoint {path} does not exist")
         engine = FusionEngine(weights=path, device=device, backend=backend, precision=precision)

@@ -42,6 +42,13 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_factory(name: str) -> Callable[..., nn.Module]:
+    """The registered factory of ``name`` (its signature is what a checkpoint's sidecar may set)."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
 def create_model(name: str, color: str = "rgb", **cfg) -> nn.Module:
     """Build model ``name`` in colour mode ``color`` ("rgb" or "y") with factory arguments ``cfg``.
 
