@@ -37,6 +37,7 @@ setup(
             "ssvif-play = ssvif_ros.tools.play:main",
             "ssvif-record = ssvif_ros.tools.record:main",
             "ssvif-demo = ssvif_ros.tools.demo:main",
+            "ssvif-dds-profile = ssvif_ros.tools.dds:main",
         ],
     },
 )

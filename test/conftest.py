@@ -10,6 +10,11 @@ from pathlib import Path
 # (`make test` exports one; a bare `pytest` picks one here).
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+# Node processes write their transport profile under $XDG_CONFIG_HOME (ssvif_ros.tools.dds): not the
+# user's own configuration folder.
+os.environ["XDG_CONFIG_HOME"] = os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), f"ssvif_ros_test_config_{os.getuid()}_{os.getpid()}"
+)
 
 import pytest
 import torch

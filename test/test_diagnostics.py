@@ -10,6 +10,7 @@ from ssvif_ros.node.diagnostics import (
     OK,
     WARN,
     FusionDiagnostics,
+    estimated_loss,
     percentile,
     to_diagnostic_array,
     values_from_status,
@@ -158,3 +159,34 @@ def test_totals_and_diagnostic_array():
     assert array.header.stamp.sec == 5 and status.name == "fuse_node: fusion" and status.hardware_id == "cpu"
     assert status.level == bytes([snap.level]) and status.message == snap.message
     assert values_from_status(status.values) == snap.values
+
+
+def test_estimated_loss_from_the_stamps_of_a_periodic_stream():
+    period = 33_333_333
+    stamps = [k * period for k in range(100)]
+    assert estimated_loss(stamps) == 0.0
+    kept = [s for k, s in enumerate(stamps) if k % 4 != 3]  # every fourth frame lost on the way
+    assert estimated_loss(kept) == pytest.approx(24 / 99, abs=0.01)
+    assert estimated_loss(stamps[:10]) is None  # too few to judge
+    looped = stamps + [s + 60 * 10**9 for s in stamps]  # a bag loop or an outage is not a loss rate
+    assert estimated_loss(looped) == 0.0
+
+
+def test_lost_frames_turn_the_status_to_warn_and_name_the_fix():
+    """The issue's hand run: 58 of 200 visible frames received; thermal complete (3 ms stamp jitter)."""
+    rng = np.random.default_rng(0)
+    diag = make(now=0.0)
+    period = 33_333_333
+    received = rng.random(200) < 0.29
+    for k in range(200):
+        t, stamp = k / 30, 5 * 10**9 + k * period + int(rng.normal(0, 3e6))
+        diag.arrived("thermal", t, stamp)
+        if received[k]:
+            diag.arrived("visible", t, stamp)
+    snap = diag.snapshot(200 / 30)
+    assert snap.level == WARN and "ssvif_ros.tools.dds" in snap.message
+    lost = 100 * (1 - received[received.nonzero()[0][0] : received.nonzero()[0][-1] + 1].mean())
+    assert float(snap.values["visible lost by stamps (%)"]) == pytest.approx(lost, abs=1.0)
+    assert "visible frames are being lost: ~" in snap.message
+    assert "thermal frames are being lost" not in snap.message
+    assert snap.values["thermal lost by stamps (%)"] == "0.0"

@@ -620,6 +620,11 @@ def test_node_process_with_params_file_fuses_and_shuts_down_cleanly(graph, check
     finally:
         code = stop_process(process)
     assert code == 0, log.read_text()
+    # its own process on the shared-memory profile (written under the test's XDG_CONFIG_HOME), said so
+    ready = [line for line in log.read_text().splitlines() if "ready in" in line]
+    own = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")  # a developer's own profile is kept
+    said = f"transport: the Fast DDS profile {own}" if own else "transport: Fast DDS shared memory for large"
+    assert ready and said in ready[0], log.read_text()
 
 
 @pytest.mark.ros

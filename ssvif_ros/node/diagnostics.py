@@ -6,7 +6,9 @@ turns counts into rates over that period and latencies into percentiles over the
 and decides the status:
 
 - ERROR: processing failed since the previous snapshot (the last error is quoted);
-- WARN: an input silent for longer than its timeout, or malformed messages since the previous snapshot;
+- WARN: an input silent for longer than its timeout, malformed messages since the previous snapshot, or
+  frames of an input being lost on the way (:func:`estimated_loss` of its header stamps over the window
+  above :data:`LOSS_WARN`: usually the middleware dropping large images between processes);
 - OK otherwise.
 
 It is also the one owner of the inputs' lost state (:meth:`mark_lost`, :meth:`arrived`, :meth:`is_lost`):
@@ -20,6 +22,7 @@ is imported.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections import Counter, deque
@@ -34,6 +37,7 @@ __all__ = [
     "WARN",
     "DiagnosticsSnapshot",
     "FusionDiagnostics",
+    "estimated_loss",
     "percentile",
     "to_diagnostic_array",
     "values_from_status",
@@ -43,6 +47,28 @@ OK, WARN, ERROR = 0, 1, 2
 LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR"}
 INPUTS = ("visible", "thermal")
 PERCENTILES = (50, 95, 99)
+LOSS_WARN = 0.05  # share of an input's frames missing by their stamps that turns the status to WARN
+LOSS_MIN_GAPS = 20  # stamps needed before the loss estimate is trusted
+LOSS_MAX_GAP_PERIODS = 30  # longer gaps are outages or bag loops (reported as silence / sync resets)
+
+
+def estimated_loss(stamps_ns: Iterable[int]) -> float | None:
+    """Share of frames missing from a periodic stream, judged by its header stamps: the period is the median
+    of the gaps near the 10th percentile (under heavy loss most gaps are several periods, so not the
+    median of all), and a gap of k periods means k − 1 frames lost. A stream that loses exactly every
+    other frame looks like one at half the rate: no stamp-based estimate can tell. None with too few
+    stamps; gaps over :data:`LOSS_MAX_GAP_PERIODS` periods are not counted (an outage, not a loss rate)."""
+    ordered = sorted(set(stamps_ns))
+    gaps = [b - a for a, b in itertools.pairwise(ordered)]
+    if len(gaps) < LOSS_MIN_GAPS:
+        return None
+    low = sorted(gaps)[len(gaps) // 10]
+    single = sorted(g for g in gaps if g < 1.5 * low)  # the gaps of one period, jitter included
+    period = single[len(single) // 2]
+    if period <= 0:
+        return None
+    missing = sum(max(0, round(g / period) - 1) for g in gaps if g <= LOSS_MAX_GAP_PERIODS * period)
+    return missing / (len(gaps) + missing)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -66,6 +92,7 @@ class _InputCounters:
     malformed: int = 0
     malformed_fields: Counter = field(default_factory=Counter)
     last_arrival: float | None = None
+    stamps_ns: deque = field(default_factory=deque)  # header stamps of the last `window` messages
     lost: bool = False  # declared silent beyond the timeout (once, by mark_lost) until a message returns
 
 
@@ -108,7 +135,10 @@ class FusionDiagnostics:
         if window < 1:
             raise ValueError(f"diagnostics window must be >= 1 frame, got {window}")
         self._lock = threading.Lock()
-        self.inputs = {name: _InputCounters(topics[name], float(timeouts_s[name])) for name in INPUTS}
+        self.inputs = {
+            name: _InputCounters(topics[name], float(timeouts_s[name]), stamps_ns=deque(maxlen=window))
+            for name in INPUTS
+        }
         self.info = dict(info or {})
         self.started = now
         self.first_arrival: float | None = None  # the first message of any input
@@ -133,8 +163,8 @@ class FusionDiagnostics:
 
     # --- recording (any thread) ---------------------------------------------------------------------
 
-    def arrived(self, name: str, now: float) -> float | None:
-        """A message of input ``name`` arrived at ``now`` (valid or not).
+    def arrived(self, name: str, now: float, stamp_ns: int | None = None) -> float | None:
+        """A message of input ``name`` arrived at ``now`` (valid or not), with header ``stamp_ns`` if known.
 
         Returns the seconds the input had been silent when this message ends its lost state, else None.
         """
@@ -143,6 +173,8 @@ class FusionDiagnostics:
             back_after = self._silent_for(counters, now) if counters.lost else None
             counters.lost = False
             counters.received += 1
+            if stamp_ns:
+                counters.stamps_ns.append(int(stamp_ns))
             counters.last_arrival = now
             if self.first_arrival is None:
                 self.first_arrival = now
@@ -286,6 +318,7 @@ class FusionDiagnostics:
                 "in-node overhead": list(self.in_node_s),
             }
             values: dict[str, str] = dict(self.info)
+            loss: dict[str, float | None] = {}
             values["mode"] = mode
             for name, c in self.inputs.items():
                 values[f"{name} topic"] = c.topic
@@ -297,6 +330,10 @@ class FusionDiagnostics:
                         f"{k}: {v}" for k, v in sorted(c.malformed_fields.items())
                     )
                 values[f"{name} silent (s)"] = _fmt(silent[name])
+                loss[name] = estimated_loss(c.stamps_ns)
+                values[f"{name} lost by stamps (%)"] = _fmt(
+                    None if loss[name] is None else 100 * loss[name], 1
+                )
             values["paired rate (Hz)"] = _fmt(delta["pairs"] / elapsed)
             values["published rate (Hz)"] = _fmt(delta["published"] / elapsed)
             values["pairs"] = str(self.pairs)
@@ -325,6 +362,13 @@ class FusionDiagnostics:
                     level = max(level, WARN)
                     reasons.append(
                         f"{name} topic {c.topic} silent for {silent[name]:.1f} s (timeout {c.timeout_s:g} s)"
+                    )
+                if loss[name] is not None and loss[name] > LOSS_WARN:
+                    level = max(level, WARN)
+                    reasons.append(
+                        f"{name} frames are being lost: ~{100 * loss[name]:.0f} % missing by their stamps "
+                        "(large images between processes need the shared-memory transport in the camera "
+                        "driver's process too: python -m ssvif_ros.tools.dds)"
                     )
                 if delta[f"{name}_malformed"]:
                     level = max(level, WARN)

@@ -66,6 +66,7 @@ from ssvif_ros.node.params import (
     param_error,
     parse_config,
 )
+from ssvif_ros.tools.dds import describe_transport, node_transport
 
 __all__ = ["PARAMETERS", "ConfigError", "FuseConfig", "FuseNode", "main", "parse_config"]
 
@@ -270,7 +271,7 @@ class FuseNode(Node):
             f"ready in {startup_s:.1f} s: model {self.engine.name} ({info['weights']}), backend "
             f"{info['backend']} on {info['device']} {cfg.precision}; inputs {self.topics[VISIBLE]} + "
             f"{self.topics[THERMAL]} ({sync_name}, slop {cfg.sync_slop_s:g} s, QoS {cfg.qos_reliability} "
-            f"depth {cfg.qos_depth}); outputs {', '.join(outputs)}"
+            f"depth {cfg.qos_depth}); outputs {', '.join(outputs)}; transport: {describe_transport()}"
         )
         if self._pub_seg is not None or self._pub_overlay is not None:
             names = getattr(self.engine, "class_names", None)
@@ -332,13 +333,13 @@ class FuseNode(Node):
 
     def _arrival(self, index: int, msg: Image) -> int:
         """Count the message, note a returning input, reset pairing on a backwards stamp jump."""
-        back_after = self.diagnostics.arrived(INPUTS[index], time.monotonic())
+        stamp = header_stamp_ns(msg) or 0
+        back_after = self.diagnostics.arrived(INPUTS[index], time.monotonic(), stamp)
         if back_after is not None:
             what = "fusion resumed" if index == THERMAL else "fused output resumes"
             self.get_logger().info(
                 f"{INPUTS[index]} topic {self.topics[index]} back after {back_after:.1f} s: {what}"
             )
-        stamp = header_stamp_ns(msg) or 0
         newest = self._last_stamp
         if newest is not None and stamp < newest - int(self.config.sync_clock_jump_reset_s * 1e9):
             self._reset_pairing(index, (newest - stamp) / 1e9)
@@ -537,6 +538,7 @@ def main(args: list[str] | None = None) -> int:
     if "-h" in own_args or "--help" in own_args:
         print(usage())
         return 0
+    node_transport()  # before rclpy.init: Fast DDS reads its profile when the first participant is made
     rclpy.init(args=args)
     node = None
     try:
