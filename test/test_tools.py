@@ -79,3 +79,19 @@ def test_a_bad_pair_in_a_folder_is_skipped_and_reported(tmp_path, pair_files, ca
     assert (tmp_path / "o" / "a.png").is_file() and not (tmp_path / "o" / "b.png").exists()
     captured = capsys.readouterr()
     assert "skipped b" in captured.err and "fused 1 of 2 pairs" in captured.out
+
+
+def test_fuse_folder_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bare" / "vi").mkdir(parents=True)
+    (tmp_path / "bare" / "ir").mkdir(parents=True)
+    for folder, says in (
+        ("empty", "no visible/infrared folder pair found"),
+        ("missing", "does not exist"),
+        ("bare", "empty folder: no image files"),
+    ):
+        code = fuse_images.main(
+            ["--folder", str(tmp_path / folder), "-o", str(tmp_path / "o"), "--baseline", "max"]
+        )
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: ") and says in err and "Traceback" not in err

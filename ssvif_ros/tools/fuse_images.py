@@ -65,10 +65,18 @@ def overlay_for(fuser: OpenedFuser, args: argparse.Namespace) -> MaskOverlay | N
 
 
 def fuse_folder(fuser: OpenedFuser, args: argparse.Namespace) -> int:
-    """Every pair of ``--folder``; a pair that fails is reported on stderr and skipped. Exit status 0 or 1."""
+    """Every pair of ``--folder``; a pair that fails is reported on stderr and skipped. Exit status 0, 1
+    (some pairs skipped) or 2 (no usable folder: one line on stderr)."""
     from ssvif_ros.data import PairedFolderDataset
 
-    dataset = PairedFolderDataset(args.folder)
+    try:
+        dataset = PairedFolderDataset(args.folder)
+    except (DatasetError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if len(dataset) == 0:
+        print(f"error: {args.folder} holds no visible/infrared pair", file=sys.stderr)
+        return 2
     overlay = overlay_for(fuser, args)
     failed = []
     for i, name in enumerate(dataset.names):
