@@ -259,3 +259,39 @@ def test_labels_outside_the_heads_classes_skip_miou_with_a_note(tmp_path, scenes
     entry = summary["models"][0]
     assert entry["miou"] is None
     assert "do not fit the head's 3 classes" in entry["miou_note"]
+    assert f"No mIoU for {entry['name']}: labels on" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_frame_notes_shade_the_metrics_plot(tmp_path, scenes, monkeypatch, capsys):
+    """The demo's night / fog / day marking: notes by visible stamp become shaded spans in metrics.png."""
+    from ssvif_ros.tools import demo
+    from ssvif_ros.tools import replay as replay_module
+
+    make_bag(scenes, tmp_path / "in", RigOptions(rate_hz=10, frames=4, seed=2))
+    (tmp_path / "scenes").symlink_to(scenes)
+    notes = demo.write_condition_notes(tmp_path, 4, RigOptions(rate_hz=10, frames=4, seed=2))
+    conditions = json.loads((scenes / "meta.json").read_text())["scenes"]
+    expected = [conditions[name]["condition"] for name in sorted(conditions)][:4]
+    assert [line.split(",")[1] for line in notes.read_text().splitlines()[1:]] == expected
+    shaded: list[tuple[str, int, int]] = []
+    original = replay_module._shade_notes
+
+    def spy(axes, frames, by_stamp):
+        shaded.extend((by_stamp[f["visible_stamp_ns"]], f["frame"], f["frame"]) for f in frames)
+        return original(axes, frames, by_stamp)
+
+    monkeypatch.setattr(replay_module, "_shade_notes", spy)
+    argv = [
+        str(tmp_path / "in"),
+        "--model",
+        "max",
+        "--out",
+        str(tmp_path / "out"),
+        "--frame-notes",
+        str(notes),
+    ]
+    assert main(argv) == 0
+    assert [note for note, _, _ in shaded] == expected and (tmp_path / "out" / "metrics.png").is_file()
+    (tmp_path / "bad.csv").write_text("stamp,condition\n1,night\n")
+    assert main([*argv[:4], str(tmp_path / "o2"), "--frame-notes", str(tmp_path / "bad.csv")]) == 2
+    assert "expected a CSV with columns stamp_ns,note" in capsys.readouterr().err

@@ -228,10 +228,10 @@ class FusionDiagnostics:
     def frame_done(
         self, latency_s: float, inference_s: float, in_node_s: float | None = None, passthrough: bool = False
     ) -> None:
-        """A frame was published: ``latency_s`` from its header stamp to publish, ``inference_s`` in the
-        engine (0 for a visible passthrough frame), ``in_node_s`` from the arrival of the message that
-        completed the pair to publish (transport excluded). Overhead = latency − inference; in-node
-        overhead = in_node − inference."""
+        """A frame was published: ``latency_s`` from its header stamp to its first output published (the
+        fused image when it has subscribers), ``inference_s`` in the engine (0 for a visible passthrough
+        frame), ``in_node_s`` from the arrival of the message that completed the pair to that publish
+        (transport excluded). Overhead = latency − inference; in-node overhead = in_node − inference."""
         with self._lock:
             self.published += 1
             if passthrough:

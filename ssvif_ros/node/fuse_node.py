@@ -480,15 +480,21 @@ class FuseNode(Node):
             return
         result, inference_s = out.result, out.inference_s
         encoding = self.config.output_encoding
+        arrival = max(vis.arrival, job.thermal.arrival)
+        # Latency is taken when the first output is out (the fused image when it has subscribers): a
+        # consumer of the image must not see a latency that includes the overlay drawn after it.
+        timing: tuple[float, float] | None = None
         if want_image:
             self._publish("image", self._pub_image, result.image, encoding, vis.header)
+            timing = (self._age_s(vis.stamp_ns), time.monotonic() - arrival)
         if want_seg:
             self._publish("segmentation", self._pub_seg, result.labels, "mono8", vis.header)
+            timing = timing or (self._age_s(vis.stamp_ns), time.monotonic() - arrival)
         if want_overlay:
             overlay = self._overlay.blend(result.image, result.labels)
             self._publish("overlay", self._pub_overlay, overlay, encoding, vis.header)
-        in_node = time.monotonic() - max(vis.arrival, job.thermal.arrival)
-        self.diagnostics.frame_done(self._age_s(vis.stamp_ns), inference_s, in_node)
+            timing = timing or (self._age_s(vis.stamp_ns), time.monotonic() - arrival)
+        self.diagnostics.frame_done(timing[0], inference_s, timing[1])
 
     def _on_dropped(self, dropped: PairDropped) -> None:
         """A pair the per-pair pipeline refused: count it against the thermal input and say why."""

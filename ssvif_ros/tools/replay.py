@@ -157,6 +157,7 @@ class ReplayOptions:
     output_namespace: str = "/fuse_node"
     contact_frames: int = 4
     plots: bool = True
+    frame_notes: dict[int, str] = field(default_factory=dict)  # visible stamp (ns) -> note, shaded in plots
     progress: bool | None = None  # None: a bar on a terminal for bags of >= 100 messages
 
 
@@ -602,7 +603,7 @@ def _write_report(session: _Session, bag_path: str | Path, out_dir: Path, loop_s
             _write_contact_sheet(out_dir / "contact_sheet.png", session.sheet_rows, runs)
             files["contact_sheet"] = "contact_sheet.png"
         if session.opts.plots:
-            files.update(_write_plots(out_dir, session.frames, runs))
+            files.update(_write_plots(out_dir, session.frames, runs, session.opts.frame_notes))
         if session.writer is not None:
             files["output_bag"] = "fused_bag"
         files["report"] = "report.md"
@@ -764,7 +765,29 @@ def _write_contact_sheet(path: Path, rows: list[dict], runs: list[_ModelRun]) ->
     contact_sheet(tiles, scale=1.0).save(path)
 
 
-def _write_plots(out_dir: Path, frames: list[dict], runs: list[_ModelRun]) -> dict[str, str]:
+def _shade_notes(axes: Sequence[Any], frames: list[dict], notes: dict[int, str]) -> None:
+    """Shade the frames of each note (e.g. night / fog / day) in every axis, with one legend entry each."""
+    import matplotlib.pyplot as plt
+
+    spans: list[tuple[str, int, int]] = []  # (note, first frame, last frame) of consecutive runs
+    for f in frames:
+        note = notes.get(f["visible_stamp_ns"])
+        if note is not None and spans and spans[-1][0] == note and spans[-1][2] == f["frame"] - 1:
+            spans[-1] = (note, spans[-1][1], f["frame"])
+        elif note is not None:
+            spans.append((note, f["frame"], f["frame"]))
+    colours = {n: plt.get_cmap("Pastel1")(i % 9) for i, n in enumerate(dict.fromkeys(n for n, _, _ in spans))}
+    for ax in axes:
+        for note, first, last in spans:
+            ax.axvspan(first - 0.5, last + 0.5, color=colours[note], alpha=0.6, linewidth=0, zorder=0)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.6) for c in colours.values()]
+    if handles:
+        axes[-1].legend(handles, list(colours), fontsize=7, loc="lower right", title="frames", ncols=3)
+
+
+def _write_plots(
+    out_dir: Path, frames: list[dict], runs: list[_ModelRun], notes: dict[int, str] | None = None
+) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -790,6 +813,8 @@ def _write_plots(out_dir: Path, frames: list[dict], runs: list[_ModelRun]) -> di
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="best")
+    if notes:
+        _shade_notes(axes, frames, notes)
     axes[-1].set_xlabel("fused pair")
     fig.suptitle("fusion metrics over the bag")
     save(fig, "metrics_plot", "metrics.png")
@@ -872,6 +897,7 @@ def _markdown(s: dict) -> str:
         "(– : no labels topic, no segmentation head, or label ids outside the head's classes). mIoU "
         "compares class ids directly: it means something only for a head trained with these labels' classes "
         "(a label-free SSVIF head's ids are its own). Per pair: [frames.csv](frames.csv).",
+        *[f"No mIoU for {m['name']}: {m['miou_note']}." for m in s["models"] if m.get("miou_note")],
         "",
         "## Time",
         "",
@@ -906,6 +932,17 @@ def _markdown(s: dict) -> str:
 
 
 # --- command line ------------------------------------------------------------------------------------------
+
+
+def read_frame_notes(path: Path) -> dict[int, str]:
+    """``stamp_ns,note`` rows of a CSV (header line first) -> {stamp: note}; ReplayError naming the file."""
+    import csv
+
+    try:
+        with open(path, newline="") as f:
+            return {int(row["stamp_ns"]): row["note"] for row in csv.DictReader(f)}
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise ReplayError(f"--frame-notes {path}: expected a CSV with columns stamp_ns,note ({err})") from err
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -961,6 +998,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-namespace", default="/fuse_node", help="prefix of the output topics")
     run.add_argument("--contact-frames", type=int, default=4)
     run.add_argument("--no-plots", action="store_true")
+    run.add_argument(
+        "--frame-notes",
+        type=Path,
+        help="CSV with columns stamp_ns,note (visible header stamps of the bag): frames shaded by note in "
+        "metrics.png (e.g. night / fog / day)",
+    )
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     return p
 
@@ -1019,6 +1062,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[ReplayOptions, dict[str
         output_storage=args.output_storage,
         output_namespace=args.output_namespace,
         contact_frames=args.contact_frames,
+        frame_notes=read_frame_notes(args.frame_notes) if args.frame_notes else {},
         plots=not args.no_plots,
         progress=args.progress,
     )
