@@ -77,6 +77,11 @@ counters, each rank's RNG states; :mod:`ssvif_ros.train.state`), ``metrics.csv``
 ``steps.csv`` (every ``training.log_every_steps`` steps, rank 0's batches), ``tensorboard/``,
 ``curves.png`` and ``summary.json`` at the end. Only rank 0 writes (``debug/`` excepted).
 
+Ctrl-C: the first stops the run after the current step, saves its state and prints the exact ``--resume``
+command (exit status 130); a second one exits at once (the last committed state is kept, writes are
+atomic) and prints the same command. A start that fails before its first step removes the run folder it
+made (never one that existed before).
+
 ``--resume RUN_DIR`` reloads ``RUN_DIR/config.yaml`` (the ``debug`` section reset to its defaults; further
 ``key=value`` overrides are applied and reported) and the newest committed state, then continues from
 the exact batch where it was saved. Exactness needs the same number of processes and threads, and on
@@ -86,6 +91,8 @@ CUDA ``system.deterministic: true``.
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -94,7 +101,10 @@ import torch.distributed as dist
 from ssvif_ros.config import ConfigError
 from ssvif_ros.data import DatasetError
 from ssvif_ros.train.config import resolve_config
+from ssvif_ros.train.interrupt import StopOnInterrupt, TrainingInterrupted, write_line
 from ssvif_ros.train.trainer import NonFiniteLossError, Trainer
+
+INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -109,18 +119,69 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _shortest(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it, else absolute."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def resume_command(run_dir: str | Path) -> str:
+    """The exact command that continues the run in ``run_dir`` from here (torchrun under torchrun)."""
+    script = shlex.quote(_shortest(os.path.abspath(__file__)))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        procs = os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])
+        head = f"torchrun --nproc_per_node {procs} {script}"
+    else:
+        head = f"{shlex.quote(_shortest(sys.executable))} {script}"
+    return f"{head} --resume {shlex.quote(str(run_dir))}"
+
+
+def stopped_line(trainer: Trainer | None, resume_dir: Path | None, what: str) -> str:
+    """One line for an interrupted run: how to resume it, or that nothing was kept to resume."""
+    if trainer is None and resume_dir is None:
+        return f"{what} during set-up: no run folder was made"
+    if trainer is not None and (trainer.discard_unstarted() or not trainer.run_dir.is_dir()):
+        return f"{what} before the first training step: nothing to resume ({trainer.run_dir} removed)"
+    return f"{what}; continue with: {resume_command(trainer.run_dir if trainer else resume_dir)}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Train; config and data errors and the non-finite stop become one line and exit status 2."""
+    """Train; config and data errors and the non-finite stop become one line and exit status 2, Ctrl-C a
+    line with the resume command and exit status 130 (the second Ctrl-C: at once)."""
     args = parse_args(argv)
+    rank0 = os.environ.get("RANK", "0") == "0"
+    built: list[Trainer] = []
+
+    def quit_now() -> None:
+        line = stopped_line(built[0] if built else None, args.resume, "interrupted again: stopped at once")
+        try:
+            sys.stdout.flush()  # the progress lines so far
+        except (OSError, RuntimeError):  # RuntimeError: the signal came in the middle of a write
+            pass
+        if rank0:
+            write_line(line)
+        os._exit(INTERRUPTED)
+
+    notice = "interrupted: stopping after the current step and saving the state (Ctrl-C again: at once)"
     try:
-        cfg = resolve_config(args.config, args.overrides, args.resume, args.framework)
-        Trainer(cfg, resume=args.resume is not None).fit()
+        with StopOnInterrupt(quit_now, notice if rank0 else None) as stop:
+            cfg = resolve_config(args.config, args.overrides, args.resume, args.framework)
+            built.append(Trainer(cfg, resume=args.resume is not None, stop=stop))
+            built[0].fit()
+    except TrainingInterrupted as e:
+        if rank0:
+            print(stopped_line(built[0], args.resume, f"stopped: {e}"), file=sys.stderr)
+        return _leave(INTERRUPTED)
     except (ConfigError, DatasetError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
-        if dist.is_initialized():
-            dist.destroy_process_group()
-        return 2
+        return _leave(2)
     return 0
+
+
+def _leave(status: int) -> int:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return status
 
 
 entry = main  # the name older scripts and tests call

@@ -68,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
         "stop_after_steps": None,  # os._exit(3) after this global step (resume tests)
         "inject_nan_names": [],  # item names whose visible image becomes NaN ("*": all)
         "log_sample_names": False,  # each rank writes the names it trained on to debug/
+        "stop_delay_s": 0.0,  # wait this long at a Ctrl-C's stop point before saving (tests: a slow save)
     },
 }
 

@@ -8,6 +8,11 @@ number of loader workers nor a resume changes them. Pairs a manifest marks for e
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +32,17 @@ from ssvif_ros.data import (
     train_transform,
 )
 from ssvif_ros.train.config import TRUE_WORDS
+from ssvif_ros.train.interrupt import ignore_sigint_in_worker
+
+SHARED_DATA = "../shared/data"
+"""The shared real-data folder beside the project checkout that the CPU configs read (relative roots)."""
+
+SYNTHETIC_ROOTS: dict[str, dict[str, Any]] = {
+    "out/synthetic_tiny": {"n": 12, "width": 64, "height": 48, "seed": 0},  # config/train/tiny.yaml
+    "runs/synth_train": {"n": 300, "width": 320, "height": 240, "num_classes": 9, "seed": 7},  # default.yaml
+}
+"""Roots the configs expect from the synthetic generator: made on first use when missing (a seeded
+generator remakes exactly what the config headers' commands make)."""
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -117,6 +133,62 @@ def check_label_ids(base: PairedFolderDataset, indices: list[int], num_classes: 
         )
 
 
+def synthetic_spec(root: str) -> dict[str, Any] | None:
+    """The generator arguments of ``root`` when it is one of :data:`SYNTHETIC_ROOTS`, else None."""
+    here = Path(root).resolve()
+    return next((spec for key, spec in SYNTHETIC_ROOTS.items() if Path(key).resolve() == here), None)
+
+
+def synthetic_command(root: str, spec: dict[str, Any]) -> str:
+    """The generator command line that makes ``root`` (for the log and the docs)."""
+    classes = f" --num-classes {spec['num_classes']}" if spec.get("num_classes") else ""
+    return (
+        f"python -m ssvif_ros.data.synthetic --out {root} -n {spec['n']} "
+        f"--size {spec['width']}x{spec['height']}{classes} --seed {spec['seed']}"
+    )
+
+
+def check_roots(roots: list[str]) -> None:
+    """Raise :class:`DatasetError` (one line: the key, the missing paths, the override) when a root is
+    missing and is not a synthetic root made on demand; called before anything is written."""
+    missing = [r for r in map(str, roots) if not Path(r).exists() and synthetic_spec(r) is None]
+    if not missing:
+        return
+    where = (
+        "" if all(Path(r).is_absolute() for r in missing) else f" (from the working directory {os.getcwd()})"
+    )
+    what = f"{', '.join(missing)} {'does' if len(missing) == 1 else 'do'} not exist{where}"
+    shared = [r for r in missing if (Path(r).as_posix() + "/").startswith(SHARED_DATA + "/")]
+    if shared:
+        how = (
+            f"this config reads the shared data folder {SHARED_DATA}, which must sit beside the project "
+            "checkout: run from the project root with it in place, or override with "
+        )
+    else:
+        how = "give the folder(s) of your visible/infrared pairs with "
+    raise DatasetError(f"data.roots: {what}; {how}'data.roots=[/path/to/pairs]'")
+
+
+def make_synthetic_roots(roots: list[str], log: Callable[[str], None]) -> None:
+    """Generate each missing :data:`SYNTHETIC_ROOTS` root in ``roots`` (into a temporary folder renamed at
+    the end, so an interrupted generation never leaves a half-filled root behind)."""
+    from ssvif_ros.data.synthetic import write_dataset
+
+    for root in map(str, roots):
+        spec = synthetic_spec(root)
+        if spec is None or Path(root).exists():
+            continue
+        log(f"data: {root} is missing: making it with {synthetic_command(root, spec)}")
+        target = Path(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            write_dataset(tmp, **spec)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_data(cfg: dict[str, Any]) -> tuple[PairItems, PairItems, list[str]]:
     """Train and validation items (the 9:1 split by name hash, ``split_train_val``) and excluded names.
 
@@ -160,4 +232,5 @@ def loader_for(
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available(),
         generator=torch.Generator(),
+        worker_init_fn=ignore_sigint_in_worker,
     )

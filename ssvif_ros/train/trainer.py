@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,9 +30,10 @@ from ssvif_ros.checkpoint import save_checkpoint
 from ssvif_ros.config import ConfigError, dump_config
 from ssvif_ros.data import DatasetError
 from ssvif_ros.models import create_model
-from ssvif_ros.train.data import build_data, loader_for
+from ssvif_ros.train.data import build_data, check_roots, loader_for, make_synthetic_roots
 from ssvif_ros.train.dist import Dist, log, wrap_ddp
 from ssvif_ros.train.frameworks import StepLosses, TrainingFramework, framework_for
+from ssvif_ros.train.interrupt import StopOnInterrupt, TrainingInterrupted
 from ssvif_ros.train.runlog import EPOCH_COLUMNS, LOSS_KEYS, STEP_COLUMNS, CsvLog, plot_curves
 from ssvif_ros.train.state import (
     capture_rng_state,
@@ -112,11 +114,15 @@ class Trainer:
     """One training run of ``cfg`` (resolved by :func:`ssvif_ros.train.config.resolve_config`).
 
     ``resume``: continue the run in ``cfg["run"]["dir"]`` from its newest committed state (a fresh start
-    when it holds none). Raises :class:`ConfigError` / :class:`DatasetError` for what cannot work.
+    when it holds none). Raises :class:`ConfigError` / :class:`DatasetError` for what cannot work, before
+    the run folder is made. ``stop``: its first SIGINT ends :meth:`fit` at the next step boundary with the
+    state saved (:class:`TrainingInterrupted`).
     """
 
-    def __init__(self, cfg: dict[str, Any], resume: bool = False) -> None:
-        self.cfg, self.tr = cfg, cfg["training"]
+    def __init__(
+        self, cfg: dict[str, Any], resume: bool = False, stop: StopOnInterrupt | None = None
+    ) -> None:
+        self.cfg, self.tr, self.stop = cfg, cfg["training"], stop
         self.d = Dist(cfg)
         cfg["run"]["dir"] = self.d.broadcast(cfg["run"]["dir"])  # a time-stamped default must be shared
         self._set_threads()
@@ -125,14 +131,15 @@ class Trainer:
             raise ConfigError(
                 f"{self.run_dir} already holds a run; use --resume {self.run_dir} or another run.dir"
             )
-        if self.d.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(dump_config(cfg))
         self.t_start = time.perf_counter()
         self._build_data()
         self._build_modules()
         self._build_optimiser()
         self.state = self._restore(resume)
+        self.created_dir = self.d.main and not self.run_dir.exists()
+        if self.d.main:  # only now: a start that fails during set-up leaves no run folder behind
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(dump_config(cfg))
 
     # ------------------------------------------------------------------------------------------ set-up
 
@@ -150,6 +157,11 @@ class Trainer:
     def _build_data(self) -> None:
         """Train/validation items and the per-epoch sampler (labels only for a framework that needs them)."""
         cfg, d = self.cfg, self.d
+        check_roots(cfg["data"]["roots"])
+        if d.main:
+            make_synthetic_roots(cfg["data"]["roots"], lambda message: log(d, message))
+        if d.world > 1:
+            dist.barrier()
         self.train_items, self.val_items, excluded = build_data(cfg)
         bs = self.tr["batch_size"]
         self.sampler = DistributedSampler(
@@ -223,17 +235,29 @@ class Trainer:
     # ------------------------------------------------------------------------------------- the loop
 
     def fit(self) -> TrainerState:
-        """Train until the run finishes (max epochs or early stopping); returns the final state."""
+        """Train until the run finishes (max epochs or early stopping); returns the final state.
+
+        Raises :class:`TrainingInterrupted` after a stop request (state saved). On any exception before
+        the first step, the run folder goes again if this start made it (:meth:`discard_unstarted`)."""
         d = self.d
         if self.state.finished:
             log(d, f"{self.run_dir}: the run already finished ({self.state.finished}); nothing to do")
             return self.state
-        self.wrap_for_training()
-        self._open_logs()
-        for epoch in range(self.state.epoch, self.tr["max_epochs"]):
-            if self.train_epoch(epoch):
-                break
-        self._finish()
+        self.writer = None
+        try:
+            self._stop_point(just_saved=True)  # a Ctrl-C during set-up
+            self.wrap_for_training()
+            self._open_logs()
+            for epoch in range(self.state.epoch, self.tr["max_epochs"]):
+                if self.train_epoch(epoch):
+                    break
+                self._stop_point(just_saved=True)  # end_epoch saved
+            self._finish()
+        except BaseException:
+            if self.writer is not None:
+                self.writer.close()
+            self.discard_unstarted()
+            raise
         if d.world > 1:
             dist.barrier()
             dist.destroy_process_group()
@@ -244,6 +268,30 @@ class Trainer:
         resume has loaded the weights, so every rank starts from the same ones)."""
         self.model_t = wrap_ddp(self.d, self.model)
         self.branches_t = {k: wrap_ddp(self.d, m) for k, m in self.branches.items()}
+
+    def _stop_point(self, just_saved: bool) -> None:
+        """Honour a stop request (SIGINT on any rank) here, where a resume continues exactly: save the state
+        unless it was just saved, then raise :class:`TrainingInterrupted`. A finished run just finishes."""
+        requested = self.stop is not None and self.stop.requested
+        if self.d.world > 1:  # every rank must stop at the same step (save is collective)
+            requested = self.d.sum([float(requested)])[0] > 0
+        if not requested or self.state.finished:
+            return
+        s = self.state
+        if self.cfg["debug"]["stop_delay_s"]:
+            time.sleep(self.cfg["debug"]["stop_delay_s"])  # tests: a slow save, for a second Ctrl-C to hit
+        if not just_saved and s.global_step > 0:
+            self.save()
+        raise TrainingInterrupted(self.run_dir, s.epoch, s.step_in_epoch, saved=s.global_step > 0)
+
+    def discard_unstarted(self) -> bool:
+        """Remove the run folder when this start made it and no training step ran (it would hold only
+        ``config.yaml`` and empty logs, and look like a run); True when removed. Never a folder that
+        existed before (a resumed run, a folder given as ``run.dir``)."""
+        if not (self.d.main and self.created_dir and self.state.global_step == 0):
+            return False
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        return True
 
     def _open_logs(self) -> None:
         cfg, s = self.cfg, self.state
@@ -284,23 +332,25 @@ class Trainer:
             dynamic_ncols=True,
         )
         t_epoch = time.perf_counter()
-        for step, batch in enumerate(
-            loader_for(self.train_items, keys, self.cfg, drop_last=True), start=start
-        ):
-            record = self.train_step(batch, epoch, step, joint)
-            s.step_in_epoch = step + 1
-            s.global_step += 1
-            bar.update(1)
-            self._log_step(record, epoch, step, joint, w, lr, bar)
-            if s.global_step % self.tr["checkpoint_every_steps"] == 0:
-                self.save()
-            stop_after = self.cfg["debug"]["stop_after_steps"]
-            if stop_after is not None and s.global_step >= stop_after:
-                bar.close()
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(3)  # debug: die like a killed process (no cleanup, no final checkpoint)
-        bar.close()
+        with bar:
+            for step, batch in enumerate(
+                loader_for(self.train_items, keys, self.cfg, drop_last=True), start=start
+            ):
+                record = self.train_step(batch, epoch, step, joint)
+                s.step_in_epoch = step + 1
+                s.global_step += 1
+                bar.update(1)
+                self._log_step(record, epoch, step, joint, w, lr, bar)
+                saved = s.global_step % self.tr["checkpoint_every_steps"] == 0
+                if saved:
+                    self.save()
+                stop_after = self.cfg["debug"]["stop_after_steps"]
+                if stop_after is not None and s.global_step >= stop_after:
+                    bar.close()
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(3)  # debug: die like a killed process (no cleanup, no final checkpoint)
+                self._stop_point(just_saved=saved)
         images = (self.steps_per_epoch - start) * bs * d.world
         return self.end_epoch(epoch, joint, w, lr, t_epoch, images)
 
