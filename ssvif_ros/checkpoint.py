@@ -234,10 +234,14 @@ def _parameters(fn: Callable, skip: tuple[str, ...] = ()) -> dict[str, tuple[Any
 
 
 def _model_parameters(name: str) -> dict[str, tuple[Any, bool]]:
-    """What ``model.cfg`` may hold: ``create_model``'s ``color`` and the factory's keyword arguments,
-    except ``in_chans`` (which ``color`` sets)."""
+    """What ``model.cfg`` may hold: ``create_model``'s ``color`` and ``multitask``, and the factory's
+    keyword arguments except ``in_chans`` (which ``color`` sets)."""
     factory = _registry.model_factory(name)
-    return {"color": (Literal[_registry.COLOR_MODES], False), **_parameters(factory, skip=("in_chans",))}
+    return {
+        "color": (Literal[_registry.COLOR_MODES], False),
+        "multitask": (bool, False),
+        **_parameters(factory, skip=("in_chans",)),
+    }
 
 
 def _check_kwargs(where: str, kwargs: Any, params: dict[str, tuple[Any, bool]], side: Path) -> dict:

@@ -111,7 +111,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, help="YAML config (config/train/*.yaml)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    parser.add_argument("--framework", choices=("ssvif", "original"), help="shortcut for framework=...")
+    parser.add_argument(
+        "--framework", choices=("ssvif", "original", "multitask"), help="shortcut for framework=..."
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     args = parser.parse_args(argv)
     if (args.config is None) == (args.resume is None):

@@ -19,7 +19,9 @@ missing partner, duplicate name and empty folder. Decoding happens when an item 
 raises :class:`~ssvif_ros.data.image_files.DataFileError` naming it. ``python -m ssvif_ros.data.check``
 decodes everything up front and reports all problems at once.
 
-Labels are listed and read only when ``load_labels=True``: fusion training never touches them.
+Labels are listed and read only when ``load_labels=True`` (every pair needs one) or ``"where_present"``
+(roots with a label folder give labels, the others an all-ignore label: MultiTaskVIF's mixed data); fusion
+training never touches them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from ssvif_ros.data.image_files import (
@@ -44,6 +47,9 @@ from ssvif_ros.data.image_files import (
     read_visible,
 )
 from ssvif_ros.data.transforms import PairArrays, to_tensors
+
+LABELS_WHERE_PRESENT = "where_present"  # load_labels mode: labelled roots give labels, the others 255
+IGNORE_LABEL = 255
 
 PathLike = str | os.PathLike[str]
 _MAX_LISTED_PROBLEMS = 20
@@ -331,7 +337,7 @@ class PairedFolderDataset(Dataset[dict[str, object]]):
         roots: PathLike | Sequence[PathLike],
         *,
         layout: str | FolderLayout = "auto",
-        load_labels: bool = False,
+        load_labels: bool | str = False,
         transform: Transform | None = None,
         ir16: Ir16Method = "percentile",
         ir16_window: Sequence[float] = (1.0, 99.0),
@@ -350,8 +356,11 @@ class PairedFolderDataset(Dataset[dict[str, object]]):
         pairs: list[PairFiles] = []
         problems: list[Problem] = []
         for folders, tag in zip(self.folders, tags, strict=True):
+            with_labels = load_labels is True or (
+                load_labels == LABELS_WHERE_PRESENT and folders.label_dir is not None
+            )
             root_pairs, root_problems = match_pairs(
-                folders, with_labels=load_labels, name_prefix=f"{tag}/" if tag else ""
+                folders, with_labels=with_labels, name_prefix=f"{tag}/" if tag else ""
             )
             pairs += root_pairs
             problems += root_problems
@@ -371,12 +380,18 @@ class PairedFolderDataset(Dataset[dict[str, object]]):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def read_arrays(self, index: int, *, load_labels: bool | None = None) -> PairArrays:
-        """Pair ``index`` as uint8 numpy arrays (no transform): for evaluation and tools."""
+    def read_arrays(self, index: int, *, load_labels: bool | str | None = None) -> PairArrays:
+        """Pair ``index`` as uint8 numpy arrays (no transform): for evaluation and tools. With
+        ``"where_present"`` a pair without a label file gets a label of 255 (ignore) everywhere."""
         load = self.load_labels if load_labels is None else load_labels
-        return read_pair_arrays(
-            self.pairs[index], load_label=load, ir16=self.ir16, ir16_window=self.ir16_window
+        files = self.pairs[index]
+        missing = load == LABELS_WHERE_PRESENT and files.label is None
+        sample = read_pair_arrays(
+            files, load_label=bool(load) and not missing, ir16=self.ir16, ir16_window=self.ir16_window
         )
+        if missing:
+            sample["label"] = np.full(sample["vis"].shape[:2], IGNORE_LABEL, dtype=np.uint8)
+        return sample
 
     def __getitem__(self, index: int) -> dict[str, object]:
         sample = self.read_arrays(index)

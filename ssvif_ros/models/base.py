@@ -1,7 +1,9 @@
 """The interface every fusion model implements: a backbone that fuses, an image decoder that renders.
 
 Keeping the two halves as named submodules lets the SSVIF recipe attach its segmentation head to the
-fused features, and lets tools count or export each half.
+fused features, and lets tools count or export each half. A multi-task model (MultiTaskVIF) adds a shared
+trunk between them (:class:`SharedTrunk`): its output feeds both the image decoder and the segmentation
+head, so one forward pass gives the fused image and the features the head turns into a named-class map.
 """
 
 from __future__ import annotations
@@ -10,6 +12,26 @@ import torch
 from torch import nn
 
 from ssvif_ros.models.color import infrared_single_channel
+
+
+class SharedTrunk(nn.Module):
+    """MultiTaskVIF's shared trunk, (B,C,h,w) -> (B,C,h,w): ``x + f(x)`` with ``f`` two 3×3 conv-BN-ReLU
+    layers whose last BN starts at zero, so a trunk added to a trained model starts as the identity (the
+    model fuses as before) and the segmentation loss shapes the shared features from there."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+        nn.init.zeros_(self.body[-1].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.body(x))
 
 
 class FusionModel(nn.Module):
@@ -32,6 +54,7 @@ class FusionModel(nn.Module):
         self.decoder = decoder
         self.in_chans = in_chans
         self.feature_channels = feature_channels
+        self.trunk: nn.Module | None = None  # MultiTaskVIF: set by create_model(..., multitask=True)
 
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if vis.dim() != 4 or vis.shape[1] != self.in_chans:
@@ -40,5 +63,7 @@ class FusionModel(nn.Module):
         if ir.shape[0] != vis.shape[0] or ir.shape[-2:] != vis.shape[-2:]:
             raise ValueError(f"ir {tuple(ir.shape)} does not match vis {tuple(vis.shape)} in batch or size")
         features = self.backbone(vis, ir)
+        if self.trunk is not None:
+            features = self.trunk(features)
         fused = self.decoder(features, vis, ir)
         return fused, features

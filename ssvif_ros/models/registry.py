@@ -49,8 +49,10 @@ def model_factory(name: str) -> Callable[..., nn.Module]:
     return _REGISTRY[name]
 
 
-def create_model(name: str, color: str = "rgb", **cfg) -> nn.Module:
-    """Build model ``name`` in colour mode ``color`` ("rgb" or "y") with factory arguments ``cfg``.
+def create_model(name: str, color: str = "rgb", multitask: bool = False, **cfg) -> nn.Module:
+    """Build model ``name`` in colour mode ``color`` ("rgb" or "y") with factory arguments ``cfg``;
+    ``multitask`` adds MultiTaskVIF's shared trunk between backbone and image decoder
+    (:class:`~ssvif_ros.models.base.SharedTrunk`).
 
     Returns a module with ``forward(vis, ir) -> (fused, features)`` where ``vis`` is (B,3,H,W) RGB in
     [0,1], ``ir`` is (B,1,H,W) (or (B,3,H,W) replicated) in [0,1], ``fused`` is (B,3,H,W) in [0,1] and
@@ -61,6 +63,11 @@ def create_model(name: str, color: str = "rgb", **cfg) -> nn.Module:
     if color not in COLOR_MODES:
         raise ValueError(f"color must be one of {COLOR_MODES}, got {color!r}")
     model = _REGISTRY[name](in_chans=3 if color == "rgb" else 1, **cfg)
+    if multitask:
+        from ssvif_ros.models.base import SharedTrunk  # registry stays a leaf at import time
+
+        model.trunk = SharedTrunk(model.feature_channels)
+        cfg = {"multitask": True, **cfg}
     if color == "y":
         model = YChannelFusion(model)
     model.model_name = name

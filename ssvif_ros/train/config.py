@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from ssvif_ros.models.guides import GUIDES
 from ssvif_ros.train.losses import CSC_BALANCES, FusionLoss
 
 DEFAULTS: dict[str, Any] = {
-    "framework": "ssvif",  # ssvif | original (fusion loss without colour term, no branches, no stages)
+    "framework": "ssvif",  # ssvif | original (fusion loss, no colour term, no branches) | multitask
     "seed": 0,
     "model": {"name": "lightunet", "color": "rgb", "cfg": {}},  # cfg: factory arguments (free-form)
     "ssvif": {
@@ -33,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
         "grad_analysis": False,  # log the projection coefficient of g_csc on g_fusion
         "csc_balance": "none",  # none (the paper's pseudo label) | sinkhorn (classes balanced per batch)
         "csc_marginal_entropy": 0.0,  # weight of the marginal-entropy term on both branches (0: off)
+    },
+    "multitask": {  # framework=multitask (MultiTaskVIF): one stage, fusion + seg_weight · (CE + Dice)
+        "seg_weight": 1.0,
     },
     "loss": dataclasses.asdict(FusionLoss()),  # the library's defaults (w_int, w_grad, w_ssim, w_color, …)
     "weighting": {"name": "gdwa", "options": {}, "gdwa_measure_every": 10},
@@ -74,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 TRUE_WORDS = ("true", "1", "yes")
+FRAMEWORKS = ("ssvif", "original", "multitask")
 
 
 OPEN_KEYS = ("model.cfg", "weighting.options", "ssvif.segformer_overrides")
@@ -108,7 +113,24 @@ def resolve_config(
     if cfg["framework"] == "original":
         cfg["ssvif"]["csc"] = False
         cfg["loss"]["w_color"] = 0.0
+    if cfg["framework"] == "multitask":  # single stage, a fixed weight, labels where the data has them
+        cfg["ssvif"].update(csc=True, supervision="labels", two_stage=False)
+        cfg["weighting"] = {
+            "name": "fixed",
+            "options": {"w": cfg["multitask"]["seg_weight"]},
+            "gdwa_measure_every": 1,
+        }
     return cfg
+
+
+def data_class_names(roots: list[str]) -> list[str] | None:
+    """The class names of the first root with a ``classes.json`` (the synthetic scenes write one)."""
+    for root in roots:
+        path = Path(root) / "classes.json"
+        if path.is_file():
+            names = json.loads(path.read_text()).get("names")
+            return [str(n) for n in names] if isinstance(names, list) else None
+    return None
 
 
 def check_config(cfg: dict[str, Any]) -> None:
@@ -118,7 +140,8 @@ def check_config(cfg: dict[str, Any]) -> None:
         if not ok:
             raise ConfigError(f"config: {key} {what}")
 
-    need(cfg["framework"] in ("ssvif", "original"), "framework", "must be ssvif or original")
+    need(cfg["framework"] in FRAMEWORKS, "framework", f"must be one of {', '.join(FRAMEWORKS)}")
+    need(cfg["multitask"]["seg_weight"] >= 0, "multitask.seg_weight", "must be >= 0")
     need(cfg["model"]["color"] in ("rgb", "y"), "model.color", "must be rgb or y")
     need(cfg["ssvif"]["num_classes"] >= 2, "ssvif.num_classes", "must be >= 2")
     supervision = cfg["ssvif"]["supervision"]
@@ -128,9 +151,9 @@ def check_config(cfg: dict[str, Any]) -> None:
     need(cfg["loss"]["target"] in GUIDES, "loss.target", f"must be one of {GUIDES}")
     if supervision == "labels":
         need(
-            cfg["framework"] == "ssvif",
+            cfg["framework"] != "original",
             "ssvif.supervision",
-            "labels needs framework=ssvif (framework=original trains no segmentation branches)",
+            "labels needs framework=ssvif or multitask (framework=original trains no segmentation branches)",
         )
         need(
             cfg["ssvif"]["csc"],

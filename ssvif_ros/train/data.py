@@ -31,6 +31,7 @@ from ssvif_ros.data import (
     to_tensors,
     train_transform,
 )
+from ssvif_ros.data.pairs import LABELS_WHERE_PRESENT
 from ssvif_ros.train.config import TRUE_WORDS
 from ssvif_ros.train.interrupt import ignore_sigint_in_worker
 
@@ -82,7 +83,7 @@ class PairItems(Dataset):
         self.crop, self.seed = int(cfg["data"]["crop"]), int(cfg["seed"])
         self.transform = train_transform(self.crop, vertical_flip=cfg["data"]["vertical_flip"])
         self.nan_names = set(cfg["debug"]["inject_nan_names"])
-        self.load_labels = cfg["ssvif"]["supervision"] == "labels"
+        self.load_labels = label_mode(cfg)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -120,6 +121,8 @@ def check_label_ids(base: PairedFolderDataset, indices: list[int], num_classes: 
     problems = []
     for index in indices:
         path = base.pairs[index].label
+        if path is None:  # an unlabelled pair of MultiTaskVIF's mixed data: all-ignore
+            continue
         ids = np.unique(read_label(path))
         bad = ids[(ids >= num_classes) & (ids != 255)]
         if bad.size:
@@ -189,16 +192,25 @@ def make_synthetic_roots(roots: list[str], log: Callable[[str], None]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def label_mode(cfg: dict[str, Any]) -> bool | str:
+    """How items carry labels: False (fusion-only frameworks), True (every pair labelled: the supervised
+    reference) or ``"where_present"`` (MultiTaskVIF: labelled roots with labels, the others all-ignore)."""
+    if cfg["framework"] == "multitask":
+        return LABELS_WHERE_PRESENT
+    return cfg["ssvif"]["supervision"] == "labels"
+
+
 def build_data(cfg: dict[str, Any]) -> tuple[PairItems, PairItems, list[str]]:
     """Train and validation items (the 9:1 split by name hash, ``split_train_val``) and excluded names.
 
     Labels are listed (and their ids checked) only with ``ssvif.supervision: labels``."""
     data = cfg["data"]
-    supervised = cfg["ssvif"]["supervision"] == "labels"
+    mode = label_mode(cfg)
+    supervised = bool(mode)
     try:
-        base = PairedFolderDataset(data["roots"], layout=data["layout"], load_labels=supervised)
+        base = PairedFolderDataset(data["roots"], layout=data["layout"], load_labels=mode)
     except PairingError as e:
-        if not supervised:
+        if mode is not True:
             raise
         raise DatasetError(f"ssvif.supervision=labels needs a label file for every pair: {e}") from e
     excluded = manifest_excluded(base, list(data["exclude_splits"]), list(data["exclude_flags"]))

@@ -30,6 +30,7 @@ from ssvif_ros.checkpoint import save_checkpoint
 from ssvif_ros.config import ConfigError, dump_config
 from ssvif_ros.data import DatasetError
 from ssvif_ros.models import create_model
+from ssvif_ros.train.config import data_class_names
 from ssvif_ros.train.data import build_data, check_roots, loader_for, make_synthetic_roots
 from ssvif_ros.train.dist import Dist, log, wrap_ddp
 from ssvif_ros.train.frameworks import StepLosses, TrainingFramework, framework_for
@@ -162,6 +163,10 @@ class Trainer:
             make_synthetic_roots(cfg["data"]["roots"], lambda message: log(d, message))
         if d.world > 1:
             dist.barrier()
+        names = data_class_names(list(cfg["data"]["roots"])) if cfg["framework"] == "multitask" else None
+        if names and len(names) != cfg["ssvif"]["num_classes"]:  # MultiTaskVIF: K from the data
+            log(d, f"multitask: {len(names)} classes from the data's classes.json (was ssvif.num_classes)")
+            cfg["ssvif"]["num_classes"] = len(names)
         self.train_items, self.val_items, excluded = build_data(cfg)
         bs = self.tr["batch_size"]
         self.sampler = DistributedSampler(
@@ -188,7 +193,12 @@ class Trainer:
         """The fusion model, the framework's modules and the weighting (the same seed on every rank)."""
         cfg, device = self.cfg, self.d.device
         torch.manual_seed(cfg["seed"])
-        self.model = create_model(cfg["model"]["name"], color=cfg["model"]["color"], **cfg["model"]["cfg"])
+        self.model = create_model(
+            cfg["model"]["name"],
+            color=cfg["model"]["color"],
+            multitask=cfg["framework"] == "multitask",
+            **cfg["model"]["cfg"],
+        )
         self.model.to(device)
         self.framework: TrainingFramework = framework_for(cfg, self.model.feature_channels)
         self.branches = {k: m.to(device) for k, m in self.framework.build_modules().items()}
@@ -733,7 +743,19 @@ class Trainer:
             "train_state": f"state/{state_name}" if state_name else None,
             "device": str(self.d.device),
             "trained_by": "training/train.py",
+            **self._class_names(),
         }
+
+    def _class_names(self) -> dict[str, Any]:
+        """MultiTaskVIF's head is trained on the data's classes: their names (classes.json) go to the
+        sidecar, where the node, the replay and ssvif-fuse find them."""
+        if self.cfg["framework"] != "multitask":
+            return {}
+        names = data_class_names(list(self.cfg["data"]["roots"]))
+        k = self.cfg["ssvif"]["num_classes"]
+        if names is None or len(names) != k:
+            return {}
+        return {"class_names": names, "class_names_source": "the training labels (classes.json)"}
 
     def load(self) -> TrainerState | None:
         """Restore the newest committed state of the run folder into the modules, optimiser, scaler,
