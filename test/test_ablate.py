@@ -42,7 +42,7 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
     )
     assert code == 0
     commands = _commands(capsys.readouterr().out)
-    assert len(commands) == 2 * len(ablate.VARIANTS) == 30
+    assert len(commands) == 2 * len(ablate.VARIANTS) == 32
     assert not out.exists()  # nothing trained
     expected = {
         "original": "framework=original",
@@ -58,6 +58,7 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
         "new_paper_csc": "ssvif.csc_balance=none",
         "new_max_guide": "model.cfg.guide=max",
         "new_max_target": "loss.target=max",
+        "multitask": "framework=multitask",
     }
     for variant, override in expected.items():
         for seed in (0, 3):
