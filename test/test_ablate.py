@@ -42,7 +42,7 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
     )
     assert code == 0
     commands = _commands(capsys.readouterr().out)
-    assert len(commands) == 2 * len(ablate.VARIANTS) == 32
+    assert len(commands) == 2 * len(ablate.VARIANTS) == 34
     assert not out.exists()  # nothing trained
     expected = {
         "original": "framework=original",
@@ -59,6 +59,7 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
         "new_max_guide": "model.cfg.guide=max",
         "new_max_target": "loss.target=max",
         "multitask": "framework=multitask",
+        "cs2fusion": "framework=cs2fusion",
     }
     for variant, override in expected.items():
         for seed in (0, 3):

@@ -112,7 +112,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="YAML config (config/train/*.yaml)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     parser.add_argument(
-        "--framework", choices=("ssvif", "original", "multitask"), help="shortcut for framework=..."
+        "--framework",
+        choices=("ssvif", "original", "multitask", "cs2fusion"),
+        help="shortcut for framework=...",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ from ssvif_ros.models.heads import SegHead
 from ssvif_ros.models.registry import create_model, list_models, register_model
 
 # The built-in models register themselves on import (after the registry, which they use).
-from ssvif_ros.models import lightunet, seafusion, swinfusion  # noqa: F401  isort: skip
+from ssvif_ros.models import cs2fusion, lightunet, seafusion, swinfusion  # noqa: F401  isort: skip
 
 __all__ = [
     "FusionModel",

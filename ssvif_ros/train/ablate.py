@@ -40,6 +40,14 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "new_max_target": (*NEW_RECIPE, "loss.target=max"),  # loss lever off
     # issue 16: MultiTaskVIF (supervised, one stage) with the same fusion recipe; needs labelled data
     "multitask": ("framework=multitask", "model.cfg.guide=saliency", "loss.target=saliency"),
+    # issue 16: CS2Fusion (self-supervised, contrastive) in luminance with the paper's two learning rates;
+    # run it with --models cs2fusion (its framework needs that model's per-modality features)
+    "cs2fusion": (
+        "framework=cs2fusion",
+        "model.color=y",
+        "training.lr=2e-3",
+        "training.seg_lr=2e-4",
+    ),
 }
 
 

@@ -38,6 +38,15 @@ DEFAULTS: dict[str, Any] = {
     "multitask": {  # framework=multitask (MultiTaskVIF): one stage, fusion + seg_weight · (CE + Dice)
         "seg_weight": 1.0,
     },
+    "cs2fusion": {  # framework=cs2fusion: backbone loss + contrast_weight · CPN contrastive loss
+        "contrast_weight": 1.0,
+        "cpn_hidden": 32,
+        "rank_alpha": 0.25,
+        "impaired": "positive",  # the patch-cut visible pass: positive (the paper) | negative (the code)
+        "impaired_weight": 2.0,
+        "patches": 4,
+        "patch_fraction": 8,  # patch side = crop width / this
+    },
     "loss": dataclasses.asdict(FusionLoss()),  # the library's defaults (w_int, w_grad, w_ssim, w_color, …)
     "weighting": {"name": "gdwa", "options": {}, "gdwa_measure_every": 10},
     "data": {
@@ -78,7 +87,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 TRUE_WORDS = ("true", "1", "yes")
-FRAMEWORKS = ("ssvif", "original", "multitask")
+FRAMEWORKS = ("ssvif", "original", "multitask", "cs2fusion")
 
 
 OPEN_KEYS = ("model.cfg", "weighting.options", "ssvif.segformer_overrides")
@@ -120,6 +129,13 @@ def resolve_config(
             "options": {"w": cfg["multitask"]["seg_weight"]},
             "gdwa_measure_every": 1,
         }
+    if cfg["framework"] == "cs2fusion":  # one stage; the CPN's loss at a fixed weight
+        cfg["ssvif"].update(csc=True, supervision="csc", two_stage=False)
+        cfg["weighting"] = {
+            "name": "fixed",
+            "options": {"w": cfg["cs2fusion"]["contrast_weight"]},
+            "gdwa_measure_every": 1,
+        }
     return cfg
 
 
@@ -142,6 +158,17 @@ def check_config(cfg: dict[str, Any]) -> None:
 
     need(cfg["framework"] in FRAMEWORKS, "framework", f"must be one of {', '.join(FRAMEWORKS)}")
     need(cfg["multitask"]["seg_weight"] >= 0, "multitask.seg_weight", "must be >= 0")
+    if cfg["framework"] == "cs2fusion":
+        need(
+            cfg["model"]["name"] == "cs2fusion" and cfg["model"]["color"] == "y",
+            "model",
+            "framework=cs2fusion needs model.name=cs2fusion and model.color=y (per-modality features)",
+        )
+        need(
+            cfg["cs2fusion"]["impaired"] in ("positive", "negative"),
+            "cs2fusion.impaired",
+            "positive|negative",
+        )
     need(cfg["model"]["color"] in ("rgb", "y"), "model.color", "must be rgb or y")
     need(cfg["ssvif"]["num_classes"] >= 2, "ssvif.num_classes", "must be >= 2")
     supervision = cfg["ssvif"]["supervision"]

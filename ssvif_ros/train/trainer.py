@@ -201,6 +201,7 @@ class Trainer:
         )
         self.model.to(device)
         self.framework: TrainingFramework = framework_for(cfg, self.model.feature_channels)
+        self.framework.bind_model(self.model)
         self.branches = {k: m.to(device) for k, m in self.framework.build_modules().items()}
         self.modules: dict[str, nn.Module] = {"model": self.model, **self.branches}
         self.weighting = None

@@ -1,5 +1,6 @@
 """Training frameworks: the fusion loss alone, SSVIF (label-free CSC), the label-supervised reference and
-MultiTaskVIF (a multi-task head, supervised, one stage).
+MultiTaskVIF (a multi-task head, supervised, one stage) and CS2Fusion (contrastive compensation,
+self-supervised, one stage).
 
 :func:`framework_for` picks one from the config (``framework``, ``ssvif.csc``, ``ssvif.supervision``), so
 existing configs keep their meaning; see :mod:`ssvif_ros.train.frameworks.base` for the interface.
@@ -10,11 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from ssvif_ros.train.frameworks.base import StepLosses, TrainingFramework
+from ssvif_ros.train.frameworks.cs2fusion import CS2Fusion
 from ssvif_ros.train.frameworks.multitask import MultiTaskVIF
 from ssvif_ros.train.frameworks.ssvif import SSVIF
 from ssvif_ros.train.frameworks.supervised import LabelSupervised
 
-__all__ = ["SSVIF", "LabelSupervised", "MultiTaskVIF", "StepLosses", "TrainingFramework", "framework_for"]
+__all__ = [
+    "SSVIF",
+    "CS2Fusion",
+    "LabelSupervised",
+    "MultiTaskVIF",
+    "StepLosses",
+    "TrainingFramework",
+    "framework_for",
+]
 
 
 def framework_for(cfg: dict[str, Any], feature_channels: int) -> TrainingFramework:
@@ -23,6 +33,8 @@ def framework_for(cfg: dict[str, Any], feature_channels: int) -> TrainingFramewo
     with ``ssvif.supervision: labels``."""
     if cfg["framework"] == "multitask":
         return MultiTaskVIF(cfg, feature_channels)
+    if cfg["framework"] == "cs2fusion":
+        return CS2Fusion(cfg, feature_channels)
     if not cfg["ssvif"]["csc"]:
         return TrainingFramework(cfg, feature_channels)
     if cfg["ssvif"]["supervision"] == "labels":

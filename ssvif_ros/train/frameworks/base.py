@@ -48,6 +48,10 @@ class TrainingFramework:
         """True when the framework has a second task (a joint stage)."""
         return False
 
+    def bind_model(self, model: nn.Module) -> None:
+        """The fusion model being trained, for a framework whose losses run it again (CS2Fusion's
+        impaired-visible pass); most ignore it."""
+
     def build_modules(self) -> dict[str, nn.Module]:
         """Training-only modules, built in this order (the RNG draws of a run depend on it)."""
         return {}
