@@ -127,3 +127,14 @@ def test_a_multitask_checkpoint_round_trips(tmp_path: Path) -> None:
     vis, ir = torch.rand(1, 3, 16, 16), torch.rand(1, 1, 16, 16)
     with torch.no_grad():
         assert torch.equal(model(vis, ir)[0], loaded(vis, ir)[0])
+
+
+def test_the_shipped_multitask_checkpoint_names_its_classes() -> None:
+    path = REPO / "ssvif_ros" / "weights" / "lightunet_multitask.safetensors"
+    if not path.is_file():
+        pytest.skip("no shipped MultiTaskVIF checkpoint in ssvif_ros/weights")
+    engine = FusionEngine(weights=path)
+    assert engine.class_names == [
+        "road", "lane_marking", "building", "vegetation", "sky", "pole", "car", "person", "bicycle"
+    ]  # fmt: skip
+    assert engine.checkpoint.model.trunk is not None
