@@ -206,3 +206,24 @@ def test_full_size_frame_sanity() -> None:
     np.testing.assert_array_equal(rgb, bgr[..., ::-1])
     raw = _random_array("mono16", 480, 640)
     np.testing.assert_array_equal(to_thermal(_raw_message(raw, "mono16", True, padding=64)), raw)
+
+
+@pytest.mark.parametrize(
+    "data", [np.array([1, 2, 3, 4], dtype=object), [[1, 2], [3]], [[1, 2, 3, 4], [0, 0, 0, 0]]]
+)
+def test_data_that_only_a_hand_built_object_can_carry_is_refused(data: object) -> None:
+    """bench/fuzz_messages.py found these: an object array decoded as its pointers, nested lists raising
+    ValueError. A real Image's setter refuses them; an in-process caller's object must be refused too."""
+    msg = type("RawImage", (), {})()
+    for field, value in (
+        ("height", 1),
+        ("width", 4),
+        ("encoding", "mono8"),
+        ("is_bigendian", 0),
+        ("step", 4),
+    ):
+        setattr(msg, field, value)
+    msg.data = data
+    with pytest.raises(MalformedImage) as info:
+        to_thermal(msg, "/t")
+    assert info.value.field == "data"

@@ -97,10 +97,17 @@ def _positive_int(msg: Any, field: str, topic: str) -> int:
 def _data_bytes(data: Any, topic: str) -> np.ndarray:
     """``msg.data`` as a flat ``uint8`` array, without a copy for any buffer-protocol object."""
     if isinstance(data, (list, tuple)):  # a message built by hand; slow but correct
-        flat = np.asarray(data)
-        if flat.size and (flat.dtype.kind not in "iu" or flat.min() < 0 or flat.max() > 255):
-            raise MalformedImage(topic, "data", "a list must hold integers in 0..255")
+        try:
+            flat = np.asarray(data)
+        except ValueError:  # ragged nesting
+            flat = np.asarray([], dtype=object)
+        if flat.ndim != 1 or (
+            flat.size and (flat.dtype.kind not in "iu" or flat.min() < 0 or flat.max() > 255)
+        ):
+            raise MalformedImage(topic, "data", "a list must be flat and hold integers in 0..255")
         return flat.astype(np.uint8)
+    if isinstance(data, np.ndarray) and data.dtype.hasobject:  # its buffer holds pointers, not pixels
+        raise MalformedImage(topic, "data", "a numpy array of Python objects is not image bytes")
     try:
         return np.frombuffer(data, dtype=np.uint8)
     except (TypeError, ValueError, BufferError) as exc:
