@@ -304,13 +304,16 @@ def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
 
 @functools.cache
 def builds_on_meta(name: str) -> bool:
-    """Whether model ``name`` (default config) can be built on the meta device; one that cannot (its
-    constructor reads tensor values) is sized by :func:`_check_size_limit` instead."""
-    try:
-        _meta_shapes(lambda: create_model(name))
-    except Exception:
-        return False
-    return True
+    """Whether model ``name`` (default config, in the first colour mode it accepts: ``cs2fusion`` is
+    luminance only) can be built on the meta device; one that cannot (its constructor reads tensor
+    values) is sized by :func:`_check_size_limit` instead."""
+    for color in _registry.COLOR_MODES:
+        try:
+            _meta_shapes(lambda color=color: create_model(name, color=color))
+        except Exception:
+            continue
+        return True
+    return False
 
 
 def _check_fits(side: Path, what: str, shapes: dict, file_shapes: dict, prefix: str) -> None:

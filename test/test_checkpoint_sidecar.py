@@ -47,7 +47,7 @@ def test_the_checkpoint_loads_before_any_edit(weights):
 
 def test_a_model_name_that_is_not_a_string(weights):
     edit_sidecar(weights, lambda m: m["model"].update(name=["lightunet"]))
-    refused(weights, r"model\.name: expected a registered model \(lightunet, .*\), got \['lightunet'\]")
+    refused(weights, r"model\.name: expected a registered model \(cs2fusion, lightunet, .*\), got \['lightun")
 
 
 def test_an_unregistered_model_name_suggests_the_closest(weights):
@@ -58,7 +58,9 @@ def test_an_unregistered_model_name_suggests_the_closest(weights):
 def test_an_unknown_cfg_key_names_the_closest_valid_one(weights):
     edit_sidecar(weights, lambda m: m["model"]["cfg"].update(widht=[4, 8, 8]))
     refused(
-        weights, r"model\.cfg has unknown key 'widht' \(did you mean 'widths'\?\); valid keys: color, widths"
+        weights,
+        r"model\.cfg has unknown key 'widht' \(did you mean 'widths'\?\); valid keys: color, multitask, "
+        r"widths",
     )
 
 
@@ -144,9 +146,10 @@ def test_a_model_of_another_architecture_names_the_first_differing_tensor(weight
 def test_every_registered_model_is_sized_before_it_is_built(name):
     """On the meta device where the model allows it (the same shapes as a real build), or else through
     the size limit; either way a million-fold int parameter is refused without a real build."""
-    shapes = {k: tuple(v.shape) for k, v in create_model(name).state_dict().items()}
+    color = "y" if name == "cs2fusion" else "rgb"  # cs2fusion fuses luminance only
+    shapes = {k: tuple(v.shape) for k, v in create_model(name, color=color).state_dict().items()}
     if checkpoint.builds_on_meta(name):
-        assert checkpoint._meta_shapes(lambda: create_model(name)) == shapes
+        assert checkpoint._meta_shapes(lambda: create_model(name, color=color)) == shapes
     real = {checkpoint.MODEL_PREFIX + k: v for k, v in shapes.items()}
     factory = registry._REGISTRY[name]
     huge = {
@@ -157,7 +160,7 @@ def test_every_registered_model_is_sized_before_it_is_built(name):
     if huge:
         with pytest.raises(CheckpointError, match="does not match the weights"):
             checkpoint.check_sizes(
-                sidecar_path("x.safetensors"), (name, {"color": "rgb", **huge}, None), real
+                sidecar_path("x.safetensors"), (name, {"color": color, **huge}, None), real
             )
 
 
