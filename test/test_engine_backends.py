@@ -114,3 +114,26 @@ def test_cuda_matches_cpu(checkpoint, precision):
     tolerance = 1 if precision == "fp32" else 3
     assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= tolerance
     assert (a.labels == b.labels).mean() > 0.95
+
+
+def test_auto_picks_the_fastest_backend_this_machine_can_run(monkeypatch):
+    from ssvif_ros.fusion import backends
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    have = {"onnx": True, "onnxruntime": True, "torch_tensorrt": False}
+    monkeypatch.setattr(backends, "_importable", lambda *mods: all(have[m] for m in mods))
+    assert backends.resolve_backend("auto", cpu) == "onnxruntime"
+    assert backends.resolve_backend("auto", cpu, "fp16") == "torch"  # ONNX Runtime runs fp32 only
+    assert backends.resolve_backend("auto", cuda) == "torch"
+    have["torch_tensorrt"] = True
+    assert backends.resolve_backend("auto", cuda) == "tensorrt"
+    have["onnxruntime"] = False
+    assert backends.resolve_backend("auto", cpu) == "torch"
+    assert backends.resolve_backend("torch", cpu) == "torch"  # an explicit choice is kept
+
+
+def test_an_engine_with_backend_auto_says_which_backend_it_runs():
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    engine = FusionEngine(model_name="lightunet", backend="auto")
+    assert engine.backend.name == "onnxruntime"

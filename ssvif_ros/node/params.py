@@ -164,9 +164,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "backend",
-        "torch",
+        "auto",
         "inference backend",
-        "torch | onnxruntime | tensorrt (CUDA, torch-tensorrt) | passthrough (benchmark only)",
+        "auto (ONNX Runtime on CPU, TensorRT on CUDA when installed, else torch) | torch | onnxruntime | "
+        "tensorrt (CUDA, torch-tensorrt) | passthrough (benchmark only)",
         field="backend",
         check=text(),
     ),

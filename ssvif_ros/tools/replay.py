@@ -959,7 +959,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare", nargs="+", metavar="SPEC", help="several checkpoints / model / baseline names"
     )
     model.add_argument(
-        "--backend", default=None, help="torch | onnxruntime | passthrough (benchmark: no model)"
+        "--backend",
+        default=None,
+        help="auto (the node's default: ONNX Runtime on CPU) | torch | onnxruntime | passthrough (benchmark)",
     )
     model.add_argument("--device", default=None, help="cpu | cuda[:N] | auto (default cpu)")
     model.add_argument("--precision", default=None, choices=("fp32", "fp16"))
@@ -1069,7 +1071,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[ReplayOptions, dict[str
     model = {
         "weights": args.weights or node.weights or None,
         "model": args.model,
-        "backend": args.backend or file_values.get("backend") or "torch",
+        "backend": args.backend or file_values.get("backend") or NODE.backend,  # the node's: auto
         "device": args.device or file_values.get("device") or "cpu",  # the replay's default: the CPU
         "precision": args.precision or node.precision,
     }

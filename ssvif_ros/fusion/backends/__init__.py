@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "AUTO",
     "BACKENDS",
     "PRECISIONS",
     "PRECISION_DTYPES",
@@ -37,11 +38,13 @@ __all__ = [
     "BackendUnavailable",
     "PassthroughBackend",
     "create_backend",
+    "resolve_backend",
 ]
 
 PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}  # precision -> the inputs' dtype
 PRECISIONS = tuple(PRECISION_DTYPES)
 BACKENDS = ("torch", "onnxruntime", "passthrough", "tensorrt")
+AUTO = "auto"  # the fastest backend this machine can run: see resolve_backend
 
 
 class BackendUnavailable(RuntimeError):
@@ -91,6 +94,23 @@ def _check_precision(precision: str, device: torch.device) -> None:
         )
 
 
+def _importable(*modules: str) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def resolve_backend(name: str, device: torch.device, precision: str = "fp32") -> str:
+    """``auto`` -> the fastest backend here: ONNX Runtime on the CPU (1.5–4.2× eager torch,
+    BENCHMARKS.md) when onnx and onnxruntime are installed and the precision is fp32, TensorRT on CUDA when
+    torch-tensorrt is installed, else torch. Any other name is returned as is."""
+    if name != AUTO:
+        return name
+    if device.type == "cuda":
+        return "tensorrt" if _importable("torch_tensorrt") else "torch"
+    return "onnxruntime" if precision == "fp32" and _importable("onnx", "onnxruntime") else "torch"
+
+
 def create_backend(
     name: str,
     model: nn.Module | None,
@@ -100,9 +120,11 @@ def create_backend(
 ) -> Backend:
     """Build backend ``name`` for ``model`` (+ optional ``seg_head``) on ``device`` at ``precision``.
 
-    Raises :class:`BackendUnavailable` with what to install or change when it cannot be built.
+    ``name`` may be ``auto`` (:func:`resolve_backend`). Raises :class:`BackendUnavailable` with what to
+    install or change when it cannot be built.
     """
     _check_precision(precision, device)
+    name = resolve_backend(name, device, precision) if model is not None else name
     if name == "torch":
         from ssvif_ros.fusion.backends.torch_backend import TorchBackend
 
@@ -123,4 +145,4 @@ def create_backend(
         if model is None:
             raise BackendUnavailable("backend 'tensorrt' needs a model")
         return TensorRTBackend(model, seg_head, device, precision)
-    raise BackendUnavailable(f"unknown backend {name!r}: available: {', '.join(BACKENDS)}")
+    raise BackendUnavailable(f"unknown backend {name!r}: available: auto, {', '.join(BACKENDS)}")
