@@ -472,6 +472,32 @@ def test_thermal_loss_passes_visible_through_then_fusion_resumes(graph, checkpoi
 
 
 @pytest.mark.ros
+def test_the_visible_camera_info_is_republished_with_each_fused_image(graph, checkpoint, reference):
+    from sensor_msgs.msg import CameraInfo
+
+    node = graph.fuse_node(node_params(checkpoint))
+    pub_info = graph.tester.create_publisher(CameraInfo, "/visible/camera_info", RELIABLE)
+    infos: list = []
+    graph.tester.create_subscription(CameraInfo, "/fuse_node/fused/camera_info", infos.append, RELIABLE)
+    graph.subscribe(FUSED)
+    graph.wait_matched(node, (FUSED,))
+    graph.spin_until(lambda: pub_info.get_subscription_count() > 0, 20, "camera_info matched")
+    info = CameraInfo(height=H, width=W, distortion_model="plumb_bob")
+    info.k = [300.0, 0.0, 32.0, 0.0, 300.0, 24.0, 0.0, 0.0, 1.0]
+    info.header.frame_id = "vis_cam"
+    pub_info.publish(info)
+    graph.spin_until(lambda: node._camera_info is not None, 5, "the node to receive camera_info")
+    scene = Scene(reference, seed=9)
+    stamp = time.time_ns()
+    graph.pub_th.publish(make_image(scene.thermal16(), "mono16", stamp, "th_cam"))
+    graph.pub_vis.publish(visible_message(scene.visible(), "rgb8", stamp))
+    graph.spin_until(lambda: graph.received[FUSED][stamp] and infos, 10, "a fused image and its camera_info")
+    [out] = infos
+    assert stamp_ns(out) == stamp and out.header.frame_id == "vis_cam"
+    assert list(out.k) == list(info.k) and (out.height, out.width) == (H, W)
+
+
+@pytest.mark.ros
 def test_latest_policy_pairs_a_visible_frame_with_the_closest_recent_thermal(graph, checkpoint, reference):
     params = {"sync.policy": "latest", "sync.slop_s": 0.06, "outputs.encoding": "bgr8"}
     node = graph.fuse_node(node_params(checkpoint, **params))

@@ -45,7 +45,7 @@ from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
 from ssvif_ros.fusion.pairing import (
     create_sync,
@@ -72,6 +72,7 @@ __all__ = ["PARAMETERS", "ConfigError", "FuseConfig", "FuseNode", "main", "parse
 
 NODE_NAME = "fuse_node"
 VISIBLE_TOPIC = "visible/image_raw"
+CAMERA_INFO_TOPIC = "visible/camera_info"  # image_transport's convention: beside the image topic
 THERMAL_TOPIC = "thermal/image_raw"
 VISIBLE, THERMAL = 0, 1
 RELIABILITIES = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
@@ -239,6 +240,10 @@ class FuseNode(Node):
                 "outputs.fused_image", "is false and the model has no segmentation head: nothing to publish"
             )
         self._out_msgs = {"image": Image(), "segmentation": Image(), "overlay": Image()}
+        self._camera_info: CameraInfo | None = None  # the newest visible camera_info
+        self._pub_info = None
+        if cfg.output_camera_info and self._pub_image is not None:
+            self._pub_info = self.create_publisher(CameraInfo, "~/fused/camera_info", out_qos)
 
     def _warm_up(self, cfg: FuseConfig) -> None:
         """Run the model (and build the registration maps) once at the expected sizes, before any
@@ -259,13 +264,19 @@ class FuseNode(Node):
             self.create_subscription(Image, VISIBLE_TOPIC, self._on_visible, in_qos),
             self.create_subscription(Image, THERMAL_TOPIC, self._on_thermal, in_qos),
         ]
+        if self._pub_info is not None:
+            self._info_sub = self.create_subscription(
+                CameraInfo, CAMERA_INFO_TOPIC, self._on_camera_info, in_qos
+            )
         self.topics = [sub.topic_name for sub in self._subs]
         sync_name = f"ssvif_ros.fusion.pairing {cfg.sync_policy}"
         return sync_name
 
     def _log_ready(self, cfg: FuseConfig, log: Any, startup_s: float, sync_name: str, info: dict) -> None:
         outputs = [
-            pub.topic_name for pub in (self._pub_image, self._pub_seg, self._pub_overlay) if pub is not None
+            pub.topic_name
+            for pub in (self._pub_image, self._pub_info, self._pub_seg, self._pub_overlay)
+            if pub is not None
         ]
         log.info(
             f"ready in {startup_s:.1f} s: model {self.engine.name} ({info['weights']}), backend "
@@ -324,6 +335,9 @@ class FuseNode(Node):
             self._submit(Job(frame, None))
             return
         self._pair(VISIBLE, stamp, frame)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg  # one reference swap: the worker reads whichever is newest
 
     def _on_thermal(self, msg: Image) -> None:
         stamp = self._arrival(THERMAL, msg)
@@ -512,6 +526,36 @@ class FuseNode(Node):
         msg = self._out_msgs[key]  # reused: publish() serialises before returning
         fill_image(msg, array, encoding, header)
         publisher.publish(msg)
+        if key == "image":
+            self._publish_camera_info(header, array.shape)
+
+    def _publish_camera_info(self, header: Any, shape: tuple[int, ...]) -> None:
+        """The visible camera's calibration with the fused image's header (no-op before one arrived)."""
+        info = self._camera_info
+        if self._pub_info is None or info is None:
+            return
+        if (info.height, info.width) != tuple(shape[:2]):
+            self._warn_throttled(
+                (CAMERA_INFO_TOPIC, "size"),
+                f"camera_info on {self._info_sub.topic_name} is {info.width}x{info.height} but the visible "
+                f"images are {shape[1]}x{shape[0]}: republished as is; check the topic remapping",
+            )
+        out = CameraInfo()
+        for field in (
+            "height",
+            "width",
+            "distortion_model",
+            "d",
+            "k",
+            "r",
+            "p",
+            "binning_x",
+            "binning_y",
+            "roi",
+        ):
+            setattr(out, field, getattr(info, field))
+        out.header = header
+        self._pub_info.publish(out)
 
     def _age_s(self, stamp_ns: int) -> float:
         return (self.get_clock().now().nanoseconds - stamp_ns) / 1e9

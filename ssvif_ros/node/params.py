@@ -370,6 +370,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     # --- outputs ----------------------------------------------------------------------------------------
     ParamSpec("outputs.fused_image", True, "publish ~/fused/image", field="output_fused_image", check=flag()),
     ParamSpec(
+        "outputs.camera_info",
+        True,
+        "subscribe to visible/camera_info and publish ~/fused/camera_info with each fused image (the "
+        "visible camera's calibration: the fused image is in its frame)",
+        field="output_camera_info",
+        check=flag(),
+    ),
+    ParamSpec(
         "outputs.segmentation",
         True,
         "publish ~/fused/segmentation (mono8 class ids; needs a checkpoint with a segmentation head)",
@@ -488,6 +496,7 @@ class FuseConfig:
     max_aspect_mismatch: float
     max_input_pixels: int
     output_fused_image: bool
+    output_camera_info: bool
     output_segmentation: bool
     output_overlay: bool
     output_encoding: str
