@@ -498,6 +498,44 @@ def test_the_visible_camera_info_is_republished_with_each_fused_image(graph, che
 
 
 @pytest.mark.ros
+def test_compressed_inputs_fuse_like_raw_ones(graph, checkpoint, reference):
+    """inputs.transport=compressed: PNG visible (lossless) and 16-bit PNG thermal on the image_transport
+    topics; the fused image equals the engine's on the same pixels."""
+    import io
+
+    from PIL import Image as PILImage
+    from sensor_msgs.msg import CompressedImage
+
+    pytest.importorskip("cv2")
+
+    def png(array: np.ndarray, fmt: str, stamp: int, frame_id: str) -> CompressedImage:
+        buffer = io.BytesIO()
+        PILImage.fromarray(array).save(buffer, format="PNG")
+        msg = CompressedImage(format=fmt)
+        msg.data = buffer.getvalue()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        msg.header.frame_id = frame_id
+        return msg
+
+    node = graph.fuse_node(node_params(checkpoint, **{"inputs.transport": "compressed"}))
+    pub_vis = graph.tester.create_publisher(CompressedImage, "/visible/image_raw/compressed", RELIABLE)
+    pub_th = graph.tester.create_publisher(CompressedImage, "/thermal/image_raw/compressed", RELIABLE)
+    graph.subscribe(FUSED)
+    graph.spin_until(
+        lambda: pub_vis.get_subscription_count() > 0 and pub_th.get_subscription_count() > 0, 20, "matching"
+    )
+    graph.spin_until(lambda: node._pub_image.get_subscription_count() > 0, 20, "output matching")
+    scene = Scene(reference, seed=11)
+    vis, th = scene.visible(), scene.thermal16()
+    stamp = time.time_ns()
+    pub_th.publish(png(th, "mono16; png compressed mono16", stamp, "th_cam"))
+    pub_vis.publish(png(vis, "rgb8; png compressed rgb8", stamp, "vis_cam"))
+    graph.spin_until(lambda: graph.received[FUSED][stamp], 10, "a fused frame from compressed inputs")
+    np.testing.assert_array_equal(pixels_of(graph.received[FUSED][stamp][0]), scene.expected(vis, th)[0])
+    assert node.topics == ["/visible/image_raw/compressed", "/thermal/image_raw/compressed"]
+
+
+@pytest.mark.ros
 def test_latest_policy_pairs_a_visible_frame_with_the_closest_recent_thermal(graph, checkpoint, reference):
     params = {"sync.policy": "latest", "sync.slop_s": 0.06, "outputs.encoding": "bgr8"}
     node = graph.fuse_node(node_params(checkpoint, **params))

@@ -45,7 +45,7 @@ from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ssvif_ros.fusion.pairing import (
     create_sync,
@@ -54,6 +54,7 @@ from ssvif_ros.fusion.pairing import (
 from ssvif_ros.fusion.pipeline import PairDropped, PairProcessor
 from ssvif_ros.fusion.registration import Registration
 from ssvif_ros.fusion.threads import apply_threads
+from ssvif_ros.io.compressed import thermal_from_compressed, visible_from_compressed
 from ssvif_ros.io.image_msg import MalformedImage, fill_image, to_rgb8, to_thermal
 from ssvif_ros.node.diagnostics import INPUTS, FusionDiagnostics, to_diagnostic_array
 from ssvif_ros.node.dispatch import NewestDispatcher
@@ -72,7 +73,11 @@ __all__ = ["PARAMETERS", "ConfigError", "FuseConfig", "FuseNode", "main", "parse
 
 NODE_NAME = "fuse_node"
 VISIBLE_TOPIC = "visible/image_raw"
-CAMERA_INFO_TOPIC = "visible/camera_info"  # image_transport's convention: beside the image topic
+CAMERA_INFO_TOPIC = "visible/camera_info"
+DECODERS = {  # compressed? -> (visible, thermal) decoder
+    False: (to_rgb8, to_thermal),
+    True: (visible_from_compressed, thermal_from_compressed),
+}  # image_transport's convention: beside the image topic
 THERMAL_TOPIC = "thermal/image_raw"
 VISIBLE, THERMAL = 0, 1
 RELIABILITIES = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
@@ -260,9 +265,13 @@ class FuseNode(Node):
         self._last_stamp: int | None = None
         self._throttle: dict[tuple[str, str], list[float]] = {}
         self._sync = create_sync(cfg.sync_policy, cfg.sync_queue_size, cfg.sync_slop_s)
+        # raw sensor_msgs/Image, or image_transport's compressed topics (JPEG/PNG, decoded with OpenCV)
+        kind, suffix = (
+            (CompressedImage, "/compressed") if cfg.input_transport == "compressed" else (Image, "")
+        )
         self._subs = [
-            self.create_subscription(Image, VISIBLE_TOPIC, self._on_visible, in_qos),
-            self.create_subscription(Image, THERMAL_TOPIC, self._on_thermal, in_qos),
+            self.create_subscription(kind, VISIBLE_TOPIC + suffix, self._on_visible, in_qos),
+            self.create_subscription(kind, THERMAL_TOPIC + suffix, self._on_thermal, in_qos),
         ]
         if self._pub_info is not None:
             self._info_sub = self.create_subscription(
@@ -372,12 +381,13 @@ class FuseNode(Node):
             "/diagnostics as sync resets)",
         )
 
-    def _decode(self, index: int, msg: Image, stamp: int) -> Frame | None:
+    def _decode(self, index: int, msg: Any, stamp: int) -> Frame | None:
         topic = self.topics[index]
-        if self._too_large(index, msg):
+        compressed = self.config.input_transport == "compressed"
+        if not compressed and self._too_large(index, msg.height, msg.width):
             return None
         try:
-            array = to_rgb8(msg, topic) if index == VISIBLE else to_thermal(msg, topic)
+            array = DECODERS[compressed][index](msg, topic)
         except MalformedImage as err:
             self.diagnostics.malformed(INPUTS[index], err.field)
             self._warn_throttled(
@@ -386,12 +396,14 @@ class FuseNode(Node):
                 "(counted in /diagnostics)",
             )
             return None
+        if compressed and self._too_large(index, *array.shape[:2]):  # sizes are known once decoded
+            return None
         return Frame(msg.header, stamp, array, time.monotonic())
 
-    def _too_large(self, index: int, msg: Image) -> bool:
-        """Drop (count, warn) an image over ``max_input_pixels`` before decoding it."""
+    def _too_large(self, index: int, height: Any, width: Any) -> bool:
+        """Drop (count, warn) an image over ``max_input_pixels`` (raw images: before decoding them)."""
         try:
-            pixels = int(msg.height) * int(msg.width)
+            pixels = int(height) * int(width)
         except (TypeError, ValueError):
             return False  # the decoder reports the bad field
         limit = self.config.max_input_pixels
@@ -400,7 +412,7 @@ class FuseNode(Node):
         self.diagnostics.malformed(INPUTS[index], "max_input_pixels")
         self._warn_throttled(
             (self.topics[index], "max_input_pixels"),
-            f"dropped a {msg.width}x{msg.height} {INPUTS[index]} image on {self.topics[index]}: over "
+            f"dropped a {width}x{height} {INPUTS[index]} image on {self.topics[index]}: over "
             f"max_input_pixels ({limit}); raise the parameter or publish a smaller image",
         )
         return True

@@ -217,6 +217,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         field="warmup_thermal_size",
         check=size(),
     ),
+    ParamSpec(
+        "inputs.transport",
+        "raw",
+        "input image transport",
+        "raw (sensor_msgs/Image on visible/image_raw, thermal/image_raw) | compressed (image_transport's "
+        "CompressedImage, JPEG/PNG, on visible/image_raw/compressed, thermal/image_raw/compressed)",
+        field="input_transport",
+        check=choice("raw", "compressed"),
+    ),
     # --- pairing --------------------------------------------------------------------------------------
     ParamSpec(
         "sync.policy",
@@ -477,6 +486,7 @@ class FuseConfig:
     inline_max_ms: float
     warmup_visible_size: tuple[int, int]
     warmup_thermal_size: tuple[int, int]
+    input_transport: str
     sync_policy: str
     sync_queue_size: int
     sync_slop_s: float
