@@ -32,6 +32,7 @@ setup(
             "ssvif-synthetic = ssvif_ros.data.synthetic:main",
             "ssvif-check-data = ssvif_ros.data.check:main",
             "fuse_node = ssvif_ros.node.fuse_node:main",
+            "fuse_node_lifecycle = ssvif_ros.node.lifecycle_node:main",
             "ssvif-make-bag = ssvif_ros.tools.make_bag:main",
             "ssvif-replay = ssvif_ros.tools.replay:main",
             "ssvif-play = ssvif_ros.tools.play:main",

@@ -24,6 +24,7 @@ import yaml
 rclpy = pytest.importorskip("rclpy")
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -37,6 +38,7 @@ from ssvif_ros.io.image_msg import image_to_numpy  # noqa: E402
 from ssvif_ros.models import SegHead, create_model  # noqa: E402
 from ssvif_ros.node.diagnostics import values_from_status  # noqa: E402
 from ssvif_ros.node.fuse_node import PARAMETERS, ConfigError, FuseNode, parse_config  # noqa: E402
+from ssvif_ros.node.lifecycle_node import LifecycleFuseNode  # noqa: E402
 from ssvif_ros.tools.live import stop_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -707,3 +709,47 @@ def test_node_process_exits_nonzero_naming_a_bad_parameter(tmp_path):
     text = log.read_text()
     assert code == 2, text
     assert "thermal.mode" in text and "hot" in text
+
+
+# --- the managed (lifecycle) variant: transitions driven in-process ----------------------------------------
+
+
+def managed(graph: Graph, params: dict) -> LifecycleFuseNode:
+    overrides = [Parameter(k, value=v) for k, v in params.items()]
+    return graph.add(LifecycleFuseNode(context=graph.context, parameter_overrides=overrides))
+
+
+@pytest.mark.ros
+def test_configure_activate_deactivate_cleanup(graph, checkpoint, reference):
+    node = managed(graph, node_params(checkpoint))
+    assert node.engine is None and graph.pub_vis.get_subscription_count() == 0
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.engine is not None  # loaded and warmed up, but not listening yet
+    graph.spin_for(0.3)
+    assert graph.pub_vis.get_subscription_count() == 0
+
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    graph.subscribe(FUSED)
+    graph.wait_matched(node, (FUSED,))
+    scene = Scene(reference, seed=12)
+    vis, th = scene.visible(), scene.thermal16()
+    stamp = time.time_ns()
+    graph.pub_th.publish(make_image(th, "mono16", stamp, "th_cam"))
+    graph.pub_vis.publish(visible_message(vis, "rgb8", stamp))
+    graph.spin_until(lambda: graph.received[FUSED][stamp], 10, "a fused frame while active")
+    np.testing.assert_array_equal(pixels_of(graph.received[FUSED][stamp][0]), scene.expected(vis, th)[0])
+
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    graph.spin_until(lambda: graph.pub_vis.get_subscription_count() == 0, 5, "the inputs to be dropped")
+    assert node.engine is not None  # the model stays loaded while inactive
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert node.engine is None
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS  # configured again: same parameters
+    assert node.engine is not None
+
+
+@pytest.mark.ros
+def test_a_bad_parameter_fails_configure_and_the_node_lives_on(graph, checkpoint):
+    node = managed(graph, node_params(checkpoint, **{"thermal.mode": "hot"}))
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert node.engine is None

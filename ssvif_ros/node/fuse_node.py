@@ -164,19 +164,19 @@ def load_engine(cfg: FuseConfig, logger: Any) -> Any:
     return opened.fuser
 
 
-class FuseNode(Node):
-    """The fusion node; ``kwargs`` go to :class:`rclpy.node.Node` (e.g. ``context``, ``parameter_overrides``).
-
-    Raises :class:`ConfigError` from the constructor when a parameter is invalid.
+class FusionNodeCore:
+    """The fusion node's work, whatever manages its life: :meth:`_configure` (parameters, model, outputs,
+    warm-up), :meth:`_activate` (inputs, diagnostics, the worker), :meth:`_deactivate` and :meth:`_cleanup`
+    undo them. :class:`FuseNode` runs the first two at construction; the managed variant
+    (:mod:`ssvif_ros.node.lifecycle_node`) runs each on its lifecycle transition. Mixed into an rclpy node.
     """
 
-    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
-        super().__init__(node_name, **kwargs)
-        self._refuse_unknown_overrides()
+    def _configure(self) -> None:
+        """Raises :class:`ConfigError` naming the parameter at fault."""
         self.config = cfg = parse_config({spec.name: self._declare(spec) for spec in PARAMETERS})
         log = self.get_logger()
-        threads = apply_threads(cfg.torch_threads, cfg.device)
-        log.info(threads)
+        self._threads = apply_threads(cfg.torch_threads, cfg.device)
+        log.info(self._threads)
         started = time.perf_counter()
         self.engine = load_engine(cfg, log)
         # Thermal gain → registration → engine, shared with ssvif-replay (ssvif_ros/fusion/pipeline.py).
@@ -184,10 +184,12 @@ class FuseNode(Node):
             self.engine, cfg.thermal_converter(), cfg.homography, cfg.max_aspect_mismatch
         )
         self._overlay = None
-
         self._open_outputs(cfg, log)
         self._warm_up(cfg)
-        startup_s = time.perf_counter() - started
+        self._startup_s = time.perf_counter() - started
+
+    def _activate(self) -> None:
+        cfg = self.config
         sync_name = self._open_inputs(cfg)
         info = {
             "model": self.engine.name,
@@ -195,7 +197,7 @@ class FuseNode(Node):
             "backend": self.engine.backend.name,
             "device": str(self.engine.device),
             "precision": cfg.precision,
-            "inference threads": threads,
+            "inference threads": self._threads,
             "sync": sync_name,
         }
         self.diagnostics = FusionDiagnostics(
@@ -210,13 +212,39 @@ class FuseNode(Node):
         self._diag_timer = self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
         watch_period = min(0.25, max(0.02, min(cfg.visible_timeout_s, cfg.thermal_timeout_s) / 4))
         self._watch_timer = self.create_timer(watch_period, self._watch_inputs)
-
         # Fusing: inline in the callback for fast models, else on the worker thread (newest pair first).
         self._dispatch = NewestDispatcher(
             self._process, cfg.inline_max_ms / 1000.0, self._on_process_error, name="fuse_node.worker"
         )
+        self._log_ready(cfg, self.get_logger(), self._startup_s, sync_name, info)
 
-        self._log_ready(cfg, log, startup_s, sync_name, info)
+    def _deactivate(self) -> None:
+        """Stop taking input and fusing: subscriptions, timers and the worker go (the model stays)."""
+        for sub in [*self._subs, getattr(self, "_info_sub", None)]:
+            if sub is not None:
+                self.destroy_subscription(sub)
+        self._subs, self._info_sub = [], None
+        for timer in (self._diag_timer, self._watch_timer):
+            self.destroy_timer(timer)
+        self.destroy_publisher(self._pub_diag)
+        self._dispatch.close()
+        self._dispatch = None
+
+    def _cleanup(self) -> None:
+        """Unload: the publishers and the model go, and the GPU memory it held is freed."""
+        for pub in (self._pub_image, self._pub_seg, self._pub_overlay, self._pub_info):
+            if pub is not None:
+                self.destroy_publisher(pub)
+        self._pub_image = self._pub_seg = self._pub_overlay = self._pub_info = None
+        device = self.engine.device
+        self.engine = self._pairs = None
+        if getattr(device, "type", "cpu") == "cuda":
+            import gc
+
+            import torch
+
+            gc.collect()
+            torch.cuda.empty_cache()
 
     def _open_outputs(self, cfg: FuseConfig, log: Any) -> None:
         """The publishers the parameters and the model allow (the overlay with its class legend)."""
@@ -314,6 +342,8 @@ class FuseNode(Node):
         check_names(name for name in overrides if name not in own)
 
     def _declare(self, spec: ParamSpec) -> Any:
+        if self.has_parameter(spec.name):  # configured again after a cleanup (managed node)
+            return self.get_parameter(spec.name).value
         # Doubles accept integers too (a YAML `slop_s: 1` is meant as 1.0): they are typed dynamically and
         # checked by parse_config. Everything else is strictly typed by rclpy.
         is_double = isinstance(spec.default, float) or (
@@ -577,6 +607,19 @@ class FuseNode(Node):
         if dispatch is not None:
             dispatch.close()
         super().destroy_node()
+
+
+class FuseNode(FusionNodeCore, Node):
+    """The fusion node; ``kwargs`` go to :class:`rclpy.node.Node` (e.g. ``context``, ``parameter_overrides``).
+
+    Raises :class:`ConfigError` from the constructor when a parameter is invalid.
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._refuse_unknown_overrides()
+        self._configure()
+        self._activate()
 
 
 def usage() -> str:
