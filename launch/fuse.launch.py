@@ -5,7 +5,9 @@
 
 Arguments: ``namespace`` (default empty), ``params_file`` (default: the installed config/fuse.yaml),
 ``visible_topic`` and ``thermal_topic`` (remapped onto the node's ``visible/image_raw`` and
-``thermal/image_raw``), ``node_name`` (default ``fuse_node``). Outputs appear on
+``thermal/image_raw``), ``node_name`` (default ``fuse_node``), ``managed`` (``true``: the lifecycle
+variant ``fuse_node_lifecycle``, started unconfigured for a lifecycle manager or ``ros2 lifecycle set``;
+default ``false``). Outputs appear on
 ``<namespace>/<node_name>/fused/{image,segmentation,overlay}``; diagnostics on ``/diagnostics``.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from launch.actions import DeclareLaunchArgument
 from launch.launch_description import LaunchDescription
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -35,10 +37,19 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "thermal_topic", default_value="/thermal/image_raw", description="thermal camera image topic"
         ),
+        DeclareLaunchArgument(
+            "managed",
+            default_value="false",
+            choices=["true", "false"],
+            description="true: the managed (lifecycle) node, started unconfigured",
+        ),
     ]
+    executable = PythonExpression(
+        ["'fuse_node_lifecycle' if '", LaunchConfiguration("managed"), "' == 'true' else 'fuse_node'"]
+    )
     node = Node(
         package=PACKAGE,
-        executable="fuse_node",
+        executable=executable,
         name=LaunchConfiguration("node_name"),
         namespace=LaunchConfiguration("namespace"),
         parameters=[LaunchConfiguration("params_file")],

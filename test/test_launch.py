@@ -57,6 +57,11 @@ class DeclareLaunchArgument:
         self.name, self.default_value, self.description = name, default_value, description
 
 
+class PythonExpression:
+    def __init__(self, expression, python_modules=("math",)):
+        self.expression = list(expression)
+
+
 class LaunchDescription:
     def __init__(self, initial_entities=None, *, deprecated_reason=None):
         self.entities = list(initial_entities or [])
@@ -98,6 +103,7 @@ def _fake_modules() -> dict[str, types.ModuleType]:
             "launch.substitutions",
             LaunchConfiguration=LaunchConfiguration,
             PathJoinSubstitution=PathJoinSubstitution,
+            PythonExpression=PythonExpression,
         ),
         "launch_ros": module("launch_ros"),
         "launch_ros.actions": module("launch_ros.actions", Node=Node),
@@ -132,6 +138,8 @@ def resolve(value, arguments: dict[str, str], share: dict[str, Path]) -> str:
         return os.path.join(*(resolve(v, arguments, share) for v in value.substitutions))
     if isinstance(value, FindPackageShare):
         return str(share[value.package])
+    if isinstance(value, PythonExpression):
+        return str(eval("".join(resolve(v, arguments, share) for v in value.expression)))
     raise AssertionError(f"unexpected substitution {value!r}")
 
 
@@ -149,7 +157,9 @@ def console_scripts() -> dict[str, str]:
 
 def test_launch_file_declares_arguments_runs_the_installed_executable_and_remaps(description):
     arguments = {a.name: a for a in description.entities if isinstance(a, DeclareLaunchArgument)}
-    assert set(arguments) == {"namespace", "node_name", "params_file", "visible_topic", "thermal_topic"}
+    assert set(arguments) == {
+        "namespace", "node_name", "params_file", "visible_topic", "thermal_topic", "managed"
+    }  # fmt: skip
     assert all(a.description for a in arguments.values())
     (node,) = [e for e in description.entities if isinstance(e, Node)]
 
@@ -164,6 +174,8 @@ def test_launch_file_declares_arguments_runs_the_installed_executable_and_remaps
     assert scripts.get(executable) == "ssvif_ros.node.fuse_node:main", (
         f"{executable} is not installed by setup.py"
     )
+    managed = resolve(node.executable, dict(values, managed="true"), share)
+    assert scripts.get(managed) == "ssvif_ros.node.lifecycle_node:main"
     assert resolve(node.name, values, share) == NODE_NAME
     assert resolve(node.namespace, values, share) == ""
 
