@@ -39,6 +39,7 @@ setup(
             "ssvif-record = ssvif_ros.tools.record:main",
             "ssvif-demo = ssvif_ros.tools.demo:main",
             "ssvif-dds-profile = ssvif_ros.tools.dds:main",
+            "ssvif-calibrate = ssvif_ros.tools.calibrate:main",
         ],
     },
 )
