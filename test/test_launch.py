@@ -40,6 +40,14 @@ class LaunchConfiguration:
     def __init__(self, variable_name, *, default=None):
         self.variable_name, self.default = variable_name, default
 
+    def perform(self, context):
+        return context.launch_configurations[self.variable_name]
+
+
+class OpaqueFunction:
+    def __init__(self, *, function, args=None, kwargs=None, **left_over_kwargs):
+        self.function = function
+
 
 class PathJoinSubstitution:
     def __init__(self, substitutions):
@@ -98,7 +106,9 @@ def _fake_modules() -> dict[str, types.ModuleType]:
     return {
         "launch": module("launch", LaunchDescription=LaunchDescription),
         "launch.launch_description": module("launch.launch_description", LaunchDescription=LaunchDescription),
-        "launch.actions": module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument),
+        "launch.actions": module(
+            "launch.actions", DeclareLaunchArgument=DeclareLaunchArgument, OpaqueFunction=OpaqueFunction
+        ),
         "launch.substitutions": module(
             "launch.substitutions",
             LaunchConfiguration=LaunchConfiguration,
@@ -201,3 +211,54 @@ def test_the_stand_ins_reject_misspelt_keywords():
         Node(executable="fuse_node", remapping=[])
     with pytest.raises(TypeError):
         LaunchConfiguration("x", default_value="y")
+
+
+def load_launch_file(monkeypatch, path: Path) -> LaunchDescription:
+    for name, mod in _fake_modules().items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    spec = importlib.util.spec_from_file_location(f"launch_under_test_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.generate_launch_description()
+
+
+def test_rigs_launch_starts_one_namespaced_node_per_camera_pair(monkeypatch, tmp_path):
+    description = load_launch_file(monkeypatch, REPO / "launch" / "rigs.launch.py")
+    arguments = {a.name: a for a in description.entities if isinstance(a, DeclareLaunchArgument)}
+    (opaque,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
+    share = {"ssvif_ros": REPO}
+    values = {name: resolve(a.default_value, {}, share) for name, a in arguments.items()}
+    assert Path(values["rigs_file"]).is_file()  # the installed example (config/*.yaml is installed)
+
+    context = types.SimpleNamespace(launch_configurations=values)
+    nodes = opaque.function(context)
+    assert [n.namespace for n in nodes] == ["front", "rear"] and {n.name for n in nodes} == {NODE_NAME}
+    scripts = console_scripts()
+    assert all(scripts.get(n.executable) == "ssvif_ros.node.fuse_node:main" for n in nodes)
+    assert nodes[1].remappings == [
+        (VISIBLE_TOPIC, "/rear/camera/image_raw"),
+        (THERMAL_TOPIC, "/rear/thermal/image_raw"),
+    ]
+    assert nodes[0].parameters == [values["params_file"]]
+
+    mine = tmp_path / "rigs.yaml"
+    mine.write_text(
+        "rigs:\n  - {name: a, visible_topic: /a/v, thermal_topic: /a/t,\n"
+        "     params_file: /x.yaml, managed: true}\n"
+    )
+    (node,) = opaque.function(types.SimpleNamespace(launch_configurations=dict(values, rigs_file=str(mine))))
+    assert scripts.get(node.executable) == "ssvif_ros.node.lifecycle_node:main" and node.parameters == [
+        "/x.yaml"
+    ]
+    for text, error in (
+        ("rigs: []\n", "non-empty list"),
+        ("rigs:\n  - {name: a, visible_topic: /v}\n", "lacks thermal_topic"),
+        (
+            "rigs:\n  - {name: a, visible_topic: /v, thermal_topic: /t}\n"
+            "  - {name: a, visible_topic: /w, thermal_topic: /u}\n",
+            "used twice",
+        ),
+    ):
+        mine.write_text(text)
+        with pytest.raises(ValueError, match=error):
+            opaque.function(types.SimpleNamespace(launch_configurations=dict(values, rigs_file=str(mine))))
