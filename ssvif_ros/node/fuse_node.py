@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -636,18 +637,20 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def main(args: list[str] | None = None) -> int:
-    """Console entry point (``ros2 run ssvif_ros fuse_node``): 0 on a clean shutdown, 2 on a bad parameter."""
-    own_args = list(sys.argv[1:] if args is None else args)
-    own_args = own_args[: own_args.index("--ros-args")] if "--ros-args" in own_args else own_args
-    if "-h" in own_args or "--help" in own_args:
-        print(usage())
-        return 0
+def own_arguments(args: list[str] | None) -> list[str]:
+    """The command-line arguments before ``--ros-args`` (the program's own)."""
+    own = list(sys.argv[1:] if args is None else args)
+    return own[: own.index("--ros-args")] if "--ros-args" in own else own
+
+
+def spin_node(make_node: Callable[[], Node], args: list[str] | None) -> int:
+    """Choose the transport, init rclpy, build the node with ``make_node`` and spin it until shutdown: 0,
+    or 2 when the node refuses its parameters (the reason logged in one line)."""
     node_transport()  # before rclpy.init: Fast DDS reads its profile when the first participant is made
     rclpy.init(args=args)
     node = None
     try:
-        node = FuseNode()
+        node = make_node()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
@@ -661,6 +664,14 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console entry point (``ros2 run ssvif_ros fuse_node``): 0 on a clean shutdown, 2 on a bad parameter."""
+    if {"-h", "--help"} & set(own_arguments(args)):
+        print(usage())
+        return 0
+    return spin_node(FuseNode, args)
 
 
 if __name__ == "__main__":

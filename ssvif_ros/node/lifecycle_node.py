@@ -16,14 +16,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 
-from ssvif_ros.node.fuse_node import NODE_NAME, FusionNodeCore, usage
+from ssvif_ros.node.fuse_node import NODE_NAME, FusionNodeCore, own_arguments, spin_node, usage
 from ssvif_ros.node.params import ConfigError
-from ssvif_ros.tools.dds import node_transport
 
 __all__ = ["LifecycleFuseNode", "main"]
 
@@ -71,30 +68,21 @@ class LifecycleFuseNode(FusionNodeCore, LifecycleNode):
 def main(args: list[str] | None = None) -> int:
     """``fuse_node_lifecycle [--autostart] --ros-args ...``: 0 on a clean shutdown, 2 when ``--autostart``
     cannot configure."""
-    own_args = list(sys.argv[1:] if args is None else args)
-    own_args = own_args[: own_args.index("--ros-args")] if "--ros-args" in own_args else own_args
-    if "-h" in own_args or "--help" in own_args:
+    own = own_arguments(args)
+    if {"-h", "--help"} & set(own):
         print("managed (lifecycle) variant: [--autostart] configures and activates at once\n" + usage())
         return 0
-    node_transport()
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = LifecycleFuseNode()
-        if "--autostart" in own_args:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                return 2
-            node.trigger_activate()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
+    return spin_node(lambda: _started(LifecycleFuseNode(), "--autostart" in own), args)
+
+
+def _started(node: LifecycleFuseNode, autostart: bool) -> LifecycleFuseNode:
+    """``node``, configured and activated when ``autostart`` (a failed configure ends the program: exit 2)."""
+    if autostart:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
             node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+            raise ConfigError("--autostart: configure failed (the reason is logged above)")
+        node.trigger_activate()
+    return node
 
 
 if __name__ == "__main__":

@@ -164,6 +164,7 @@ class Trainer:
         if d.world > 1:
             dist.barrier()
         names = data_class_names(list(cfg["data"]["roots"])) if cfg["framework"] == "multitask" else None
+        self.data_class_names = names  # read once: every checkpoint's sidecar names the head's classes
         if names and len(names) != cfg["ssvif"]["num_classes"]:  # MultiTaskVIF: K from the data
             log(d, f"multitask: {len(names)} classes from the data's classes.json (was ssvif.num_classes)")
             cfg["ssvif"]["num_classes"] = len(names)
@@ -750,11 +751,8 @@ class Trainer:
     def _class_names(self) -> dict[str, Any]:
         """MultiTaskVIF's head is trained on the data's classes: their names (classes.json) go to the
         sidecar, where the node, the replay and ssvif-fuse find them."""
-        if self.cfg["framework"] != "multitask":
-            return {}
-        names = data_class_names(list(self.cfg["data"]["roots"]))
-        k = self.cfg["ssvif"]["num_classes"]
-        if names is None or len(names) != k:
+        names = self.data_class_names
+        if names is None or len(names) != self.cfg["ssvif"]["num_classes"]:
             return {}
         return {"class_names": names, "class_names_source": "the training labels (classes.json)"}
 

@@ -39,14 +39,12 @@ class TrainingFramework:
     task_title = "cross-segmentation consistency"  # the second task, for the curves
     needs_labels = False  # items carry "label" (B,H,W) int64 (255 = ignore)
 
+    has_task = False  # True when the framework has a second task (a joint stage)
+
     def __init__(self, cfg: dict[str, Any], feature_channels: int) -> None:
         self.cfg = cfg
+        self.feature_channels = feature_channels
         self.fusion_loss = FusionLoss(**cfg["loss"])
-
-    @property
-    def has_task(self) -> bool:
-        """True when the framework has a second task (a joint stage)."""
-        return False
 
     def bind_model(self, model: nn.Module) -> None:
         """The fusion model being trained, for a framework whose losses run it again (CS2Fusion's

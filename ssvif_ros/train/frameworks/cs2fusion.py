@@ -106,18 +106,14 @@ class CS2Fusion(TrainingFramework):
     """Backbone loss weighted by the CPN's map + the CPN's contrastive loss, one stage."""
 
     name = "cs2fusion"
+    has_task = True
     task_title = "CS2Fusion contrastive compensation (CPN)"
 
     def __init__(self, cfg: dict[str, Any], feature_channels: int) -> None:
         super().__init__(cfg, feature_channels)
-        self.feature_channels = feature_channels
         self.opts = cfg["cs2fusion"]
         self.model: nn.Module | None = None
         self.generator = torch.Generator().manual_seed(int(cfg["seed"]))
-
-    @property
-    def has_task(self) -> bool:
-        return True
 
     def bind_model(self, model: nn.Module) -> None:
         self.model = model  # the impaired-visible pass runs its encoders

@@ -26,16 +26,9 @@ class MultiTaskVIF(TrainingFramework):
     """Fusion loss + ``w`` · (CE + Dice) of the segmentation path on the labels (``"csc"`` names the task)."""
 
     name = "multitask"
+    has_task = True
     task_title = "MultiTaskVIF segmentation (labels)"
     needs_labels = True
-
-    def __init__(self, cfg: dict[str, Any], feature_channels: int) -> None:
-        super().__init__(cfg, feature_channels)
-        self.feature_channels = feature_channels
-
-    @property
-    def has_task(self) -> bool:
-        return True
 
     def build_modules(self) -> dict[str, nn.Module]:
         s = self.cfg["ssvif"]

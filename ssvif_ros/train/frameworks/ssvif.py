@@ -20,14 +20,7 @@ class SSVIF(TrainingFramework):
     """Fusion loss + CSC between the SegHead (``logits_a``) and the SegFormer (``logits_b``)."""
 
     name = "ssvif"
-
-    def __init__(self, cfg: dict[str, Any], feature_channels: int) -> None:
-        super().__init__(cfg, feature_channels)
-        self.feature_channels = feature_channels
-
-    @property
-    def has_task(self) -> bool:
-        return True
+    has_task = True
 
     def build_modules(self) -> dict[str, nn.Module]:
         from ssvif_ros.models.segformer import build_segformer  # pulls in transformers: only when needed
