@@ -132,3 +132,24 @@ def test_killed_run_is_reported_then_resumed(
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 4
     row = json.loads((out / "ablation.json").read_text())["rows"][0]
     assert row["failed"] == [] and math.isnan(row["metrics"]["EN"]["mean"])  # no --eval-data: not evaluated
+
+
+@pytest.mark.parametrize("variant", sorted(ablate.VARIANTS))
+def test_every_variant_resolves_to_a_checked_config(variant: str) -> None:
+    """Each variant's overrides give a config the trainer can use: numbers stay numbers (``2e-4`` from
+    YAML is a string, which once reached Adam as a learning rate and failed every cs2fusion run)."""
+    from ssvif_ros.train import config as train_config
+
+    model = ["model.name=cs2fusion"] if variant == "cs2fusion" else []
+    cfg = train_config.resolve_config(TINY, [*ablate.VARIANTS[variant], *model])
+    for key in ("lr", "seg_lr"):
+        value = cfg["training"][key]
+        assert value is None or isinstance(value, float), f"training.{key} = {value!r}"
+
+
+def test_a_learning_rate_that_is_not_a_number_is_refused() -> None:
+    from ssvif_ros.config import ConfigError
+    from ssvif_ros.train import config as train_config
+
+    with pytest.raises(ConfigError, match=r"training\.seg_lr must be null or a number, got 'fast'"):
+        train_config.resolve_config(TINY, ["training.seg_lr=fast"])

@@ -118,6 +118,7 @@ def resolve_config(
         if cfg["run"]["dir"] is None:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             cfg["run"]["dir"] = str(Path("runs") / f"{config.stem}-{stamp}")
+    cfg["training"]["seg_lr"] = _optional_number(cfg["training"]["seg_lr"], "training.seg_lr")
     check_config(cfg)
     if cfg["framework"] == "original":
         cfg["ssvif"]["csc"] = False
@@ -137,6 +138,18 @@ def resolve_config(
             "gdwa_measure_every": 1,
         }
     return cfg
+
+
+def _optional_number(value: Any, key: str) -> float | None:
+    """``None`` or ``value`` as a float (a null default takes anything; PyYAML reads ``2e-4`` as a string)."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config: {key} must be null or a number, got {value!r}") from None
 
 
 def data_class_names(roots: list[str]) -> list[str] | None:
