@@ -53,9 +53,10 @@ def generate_launch_description() -> LaunchDescription:
         name=LaunchConfiguration("node_name"),
         namespace=LaunchConfiguration("namespace"),
         parameters=[LaunchConfiguration("params_file")],
-        remappings=[
-            ("visible/image_raw", LaunchConfiguration("visible_topic")),
-            ("thermal/image_raw", LaunchConfiguration("thermal_topic")),
+        remappings=[  # the raw topics and image_transport's compressed siblings (inputs.transport)
+            (f"{role}/image_raw{suffix}", [LaunchConfiguration(f"{role}_topic"), suffix])
+            for suffix in ("", "/compressed")
+            for role in ("visible", "thermal")
         ],
         output="screen",
     )

@@ -45,9 +45,10 @@ def rig_nodes(context, *args, **kwargs) -> list:
                 name="fuse_node",
                 namespace=str(rig["name"]),
                 parameters=[str(rig.get("params_file") or default_params)],
-                remappings=[
-                    ("visible/image_raw", str(rig["visible_topic"])),
-                    ("thermal/image_raw", str(rig["thermal_topic"])),
+                remappings=[  # the raw topics and image_transport's compressed siblings
+                    (f"{role}/image_raw{suffix}", f"{rig[f'{role}_topic']}{suffix}")
+                    for suffix in ("", "/compressed")
+                    for role in ("visible", "thermal")
                 ],
                 output="screen",
             )

@@ -69,6 +69,32 @@ def test_round_trip_every_encoding(tmp_path, storage):
     assert (fields["height"], fields["width"], fields["step"]) == (H, W, 3 * W)
 
 
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_humble_format_is_metadata_version_5_and_reads_back(tmp_path, storage):
+    """``bag_format="humble"``: metadata.yaml in the version Humble parses, without the fields it does not
+    know, read back by the rosbags reader (which picks its parser from the version) message for message."""
+    import yaml
+    from rosbags.rosbag2 import Reader
+
+    counts = np.arange(H * W, dtype=np.uint16).reshape(H, W)
+    with open_writer(tmp_path / "bag", storage, bag_format="humble") as bag:
+        bag.add_topic("/th", IMAGE_TYPE)
+        for t in (1_000, 2_000):
+            bag.write("/th", t, make_image_msg(counts + t, "mono16", t, "thermal"))
+    info = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["version"] == 5 and "ros_distro" not in info and "custom_data" not in info
+    topic = info["topics_with_message_count"][0]["topic_metadata"]
+    assert "type_description_hash" not in topic and isinstance(topic["offered_qos_profiles"], str)
+    with Reader(tmp_path / "bag") as reader:
+        assert reader.message_count == 2 and reader.topics["/th"].msgtype == IMAGE_TYPE
+    with open_reader(tmp_path / "bag") as bag:
+        arrays = [to_thermal(msg) for _, _, _, msg in bag.messages()]
+    np.testing.assert_array_equal(arrays[1], counts + 2_000)
+    with pytest.raises(ValueError, match="bag format must be one of kilted, humble"):
+        with open_writer(tmp_path / "other", bag_format="foxy"):
+            pass
+
+
 def test_reader_and_writer_errors(tmp_path):
     with open_writer(tmp_path / "bag") as bag:
         bag.add_topic("/a", IMAGE_TYPE)
@@ -186,3 +212,29 @@ def test_an_out_path_named_like_the_storage_file_is_the_bag_folder(tmp_path, sce
     assert not (tmp_path / name).exists()
     with open_reader(tmp_path / "pairs") as bag:
         assert sum(1 for _ in bag.messages(["/camera/image_raw"])) == 3
+
+
+def test_make_bag_writes_image_transport_compressed_topics(tmp_path, scenes):
+    """``--visible-codec jpeg --thermal-codec png``: CompressedImage on TOPIC/compressed, the 16-bit
+    thermal counts exact, the visible close to the folder's; the reader finds them under the raw names."""
+    from ssvif_ros.io.compressed import thermal_from_compressed, visible_from_compressed
+
+    opts = RigOptions(thermal_encoding="mono16", codecs={"visible": "jpeg", "thermal": "png"}, labels=False)
+    summary = make_bag(scenes, tmp_path / "bag", opts)
+    assert summary["topics"] == {
+        "visible": "/camera/image_raw/compressed",
+        "thermal": "/thermal/image_raw/compressed",
+    }
+    with open_reader(tmp_path / "bag") as bag:
+        assert set(bag.topics().values()) == {"sensor_msgs/msg/CompressedImage"}
+        topic, msgtype = bag.camera_topic("/thermal/image_raw", "--thermal-topic")
+        assert (topic, msgtype) == ("/thermal/image_raw/compressed", "sensor_msgs/msg/CompressedImage")
+        messages = {t: m for t, _, _, m in bag.messages()}
+    thermal = thermal_from_compressed(messages["/thermal/image_raw/compressed"])
+    raw = read_infrared_raw(sorted((scenes / "ir").iterdir())[-1])
+    expected = raw if raw.dtype == np.uint16 else np.rint(8000 + 32 * raw.astype(float)).astype(np.uint16)
+    np.testing.assert_array_equal(thermal, expected)
+    visible = visible_from_compressed(messages["/camera/image_raw/compressed"])
+    assert np.abs(visible.astype(int) - read_visible(sorted((scenes / "vi").iterdir())[-1])).mean() < 6
+    with open_reader(tmp_path / "bag") as bag, pytest.raises(BagError, match=r"--visible-topic /cam is not"):
+        bag.camera_topic("/cam", "--visible-topic")

@@ -10,7 +10,12 @@ import pytest
 from PIL import Image as PILImage
 from sensor_msgs.msg import CompressedImage
 
-from ssvif_ros.io.compressed import decode_compressed, thermal_from_compressed, visible_from_compressed
+from ssvif_ros.io.compressed import (
+    decode_compressed,
+    encode_compressed,
+    thermal_from_compressed,
+    visible_from_compressed,
+)
 from ssvif_ros.io.image_msg import MalformedImage
 
 pytest.importorskip("cv2")
@@ -71,3 +76,31 @@ def test_a_16_bit_visible_image_is_refused() -> None:
     assert decode_compressed(msg).dtype == np.uint16
     with pytest.raises(MalformedImage, match="8-bit"):
         visible_from_compressed(msg, "/cam")
+
+
+def test_encoded_images_decode_back_as_image_transport_writes_them() -> None:
+    """:func:`encode_compressed` (ssvif-make-bag's writer) against the decoders: PNG exact for RGB and
+    16-bit counts, JPEG close; the format string is image_transport's."""
+    rgb = RNG.integers(0, 256, (12, 17, 3), dtype=np.uint8)
+    fmt, data = encode_compressed(rgb, "png")
+    assert fmt == "rgb8; png compressed bgr8"
+    np.testing.assert_array_equal(visible_from_compressed(CompressedImage(format=fmt, data=data), "/c"), rgb)
+    counts = RNG.integers(3000, 60000, (10, 14), dtype=np.uint16)
+    fmt, data = encode_compressed(counts, "png")
+    assert fmt == "mono16; png compressed mono16"
+    np.testing.assert_array_equal(
+        thermal_from_compressed(CompressedImage(format=fmt, data=data), "/t"), counts
+    )
+    smooth = np.dstack([np.tile(np.linspace(20, 230, 32, dtype=np.uint8), (24, 1))] * 3)
+    fmt, data = encode_compressed(smooth, "jpeg")
+    decoded = visible_from_compressed(CompressedImage(format=fmt, data=data), "/c")
+    assert fmt.startswith("rgb8; jpeg") and np.abs(decoded.astype(int) - smooth).mean() < 3
+
+
+def test_encoding_refuses_what_it_cannot_keep() -> None:
+    with pytest.raises(ValueError, match="JPEG is 8-bit"):
+        encode_compressed(np.zeros((4, 4), np.uint16), "jpeg")
+    with pytest.raises(ValueError, match="codec must be jpeg or png"):
+        encode_compressed(np.zeros((4, 4), np.uint8), "webp")
+    with pytest.raises(ValueError, match="RGB uint8 or gray only"):
+        encode_compressed(np.zeros((4, 4, 3), np.float32), "png")

@@ -199,7 +199,12 @@ def test_launch_file_declares_arguments_runs_the_installed_executable_and_remaps
         values, visible_topic="/camera/left/image_raw", thermal_topic="/flir/image_raw", namespace="r1"
     )
     remaps = [(resolve(a, given, share), resolve(b, given, share)) for a, b in node.remappings]
-    assert remaps == [(VISIBLE_TOPIC, "/camera/left/image_raw"), (THERMAL_TOPIC, "/flir/image_raw")]
+    assert remaps == [
+        (VISIBLE_TOPIC, "/camera/left/image_raw"),
+        (THERMAL_TOPIC, "/flir/image_raw"),
+        (f"{VISIBLE_TOPIC}/compressed", "/camera/left/image_raw/compressed"),
+        (f"{THERMAL_TOPIC}/compressed", "/flir/image_raw/compressed"),
+    ]
     assert resolve(node.namespace, given, share) == "r1"
     assert resolve(params, dict(given, params_file="/tmp/mine.yaml"), share) == "/tmp/mine.yaml"
 
@@ -238,6 +243,8 @@ def test_rigs_launch_starts_one_namespaced_node_per_camera_pair(monkeypatch, tmp
     assert nodes[1].remappings == [
         (VISIBLE_TOPIC, "/rear/camera/image_raw"),
         (THERMAL_TOPIC, "/rear/thermal/image_raw"),
+        (f"{VISIBLE_TOPIC}/compressed", "/rear/camera/image_raw/compressed"),
+        (f"{THERMAL_TOPIC}/compressed", "/rear/thermal/image_raw/compressed"),
     ]
     assert nodes[0].parameters == [values["params_file"]]
 

@@ -18,7 +18,15 @@ import pytest
 import torch
 
 from ssvif_ros.checkpoint import save_checkpoint
-from ssvif_ros.io.bags import IMAGE_TYPE, make_image_msg, open_reader, open_writer, stamp_ns
+from ssvif_ros.io.bags import (
+    COMPRESSED_IMAGE_TYPE,
+    IMAGE_TYPE,
+    make_compressed_msg,
+    make_image_msg,
+    open_reader,
+    open_writer,
+    stamp_ns,
+)
 from ssvif_ros.models import create_model
 from ssvif_ros.tools.live import stop_process
 from ssvif_ros.tools.play import PlaySchedule, select_topics
@@ -255,6 +263,51 @@ def test_record_stops_after_its_duration_and_writes_a_readable_bag_without_publi
         timeout=60,
     )
     assert again.returncode == 1 and "exists already" in again.stderr
+
+
+@pytest.mark.ros
+def test_play_publishes_compressed_topics_that_record_keeps_byte_for_byte(tmp_path):
+    """image_transport's compressed topics (JPEG visible, 16-bit PNG thermal) go through ssvif-play and
+    ssvif-record unchanged; the recording is written in the Humble metadata format and reads back."""
+    rng = np.random.default_rng(1)
+    topics = {VISIBLE + "/compressed": "jpeg", THERMAL + "/compressed": "png"}
+    with open_writer(tmp_path / "in") as bag:
+        for topic in topics:
+            bag.add_topic(topic, COMPRESSED_IMAGE_TYPE)
+        for i in range(4):
+            t = BAG_START_NS + i * 100 * MS
+            bag.write(
+                VISIBLE + "/compressed",
+                t,
+                make_compressed_msg(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), "jpeg", t),
+            )
+            bag.write(
+                THERMAL + "/compressed",
+                t,
+                make_compressed_msg(rng.integers(0, 65536, (48, 64), dtype=np.uint16), "png", t),
+            )
+    ready = tmp_path / "record.ready"
+    log = tmp_path / "record.log"
+    record = _spawn(
+        "ssvif_ros.tools.record",
+        [str(tmp_path / "out"), *topics, "--ready-file", str(ready), "--bag-format", "humble"],
+        log,
+    )
+    try:  # the recorder subscribes once it sees the player's publishers; the player waits for it
+        played = _play(tmp_path / "in", tmp_path, "play", "--wait-subscribers", "45", "--qos", "reliable")
+        assert ready.exists()
+        time.sleep(1.0)
+        assert stop_process(record) == 0, log.read_text()[-2000:]
+    finally:
+        stop_process(record)
+    assert played["published"] == {topic: 4 for topic in topics}
+    with open_reader(tmp_path / "in") as bag:
+        sent = {(t, bytes(m.data), m.format) for t, _, _, m in bag.messages()}
+    with open_reader(tmp_path / "out") as bag:
+        assert set(bag.topics().values()) == {COMPRESSED_IMAGE_TYPE}
+        received = {(t, bytes(m.data), m.format) for t, _, _, m in bag.messages()}
+    assert received == sent
+    assert "version: 5" in (tmp_path / "out" / "metadata.yaml").read_text()
 
 
 # --- the demo, once, small ------------------------------------------------------------------------------

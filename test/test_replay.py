@@ -166,12 +166,14 @@ def test_clear_errors(tmp_path, capsys):
     average = [load_candidate("average")]
     missing = _bag_with(tmp_path / "missing", {VIS: IMAGE_TYPE})
     with pytest.raises(
-        ReplayError, match=r"thermal topic /thermal/image_raw \(--thermal-topic\) is not in the bag"
+        ReplayError,
+        match=r"--thermal-topic /thermal/image_raw is not in the bag \(expected sensor_msgs/msg/Image or",
     ):
         replay(missing, average, quick, tmp_path / "o1")
     wrong = _bag_with(tmp_path / "wrong", {VIS: IMAGE_TYPE, TH: "std_msgs/msg/String"})
     with pytest.raises(
-        ReplayError, match="has type std_msgs/msg/String, expected sensor_msgs/msg/Image"
+        ReplayError,
+        match=r"has type std_msgs/msg/String \(expected sensor_msgs/msg/Image or sensor_msgs/msg/Compressed",
     ) as err:
         replay(wrong, average, quick, tmp_path / "o2")
     assert f"  {VIS} (sensor_msgs/msg/Image, 3 msgs)" in str(err.value)  # the bag's topics are listed
@@ -295,3 +297,23 @@ def test_frame_notes_shade_the_metrics_plot(tmp_path, scenes, monkeypatch, capsy
     (tmp_path / "bad.csv").write_text("stamp,condition\n1,night\n")
     assert main([*argv[:4], str(tmp_path / "o2"), "--frame-notes", str(tmp_path / "bad.csv")]) == 2
     assert "expected a CSV with columns stamp_ns,note" in capsys.readouterr().err
+
+
+def test_a_compressed_bag_replays_like_the_raw_one(tmp_path, scenes, checkpoint):
+    """A bag recorded with image_transport's compressed topics (PNG, lossless) is found under the raw topic
+    names, decoded by type, and gives the same fused images as the same frames recorded raw."""
+    common = {"thermal_encoding": "mono16", "frames": 4, "seed": 2, "labels": False}
+    make_bag(scenes, tmp_path / "raw", RigOptions(**common))
+    make_bag(scenes, tmp_path / "png", RigOptions(**common, codecs={"visible": "png", "thermal": "png"}))
+    opts = ReplayOptions(metrics_every=0, contact_frames=1, plots=False)
+    fused = {}
+    for name in ("raw", "png"):
+        summary = replay(tmp_path / name, [load_candidate(str(checkpoint))], opts, tmp_path / f"out_{name}")
+        fused[name] = [
+            to_rgb8(m)
+            for _, m in read_topics(tmp_path / f"out_{name}" / "fused_bag")["/fuse_node/fused/image"]
+        ]
+        assert len(fused[name]) == 4
+    assert summary["inputs"]["visible"] == "/camera/image_raw/compressed"
+    for raw, png in zip(fused["raw"], fused["png"], strict=True):
+        np.testing.assert_array_equal(raw, png)

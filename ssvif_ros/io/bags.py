@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
@@ -35,12 +36,16 @@ from rosbags.typesys.store import Typestore
 from ssvif_ros.io.image_msg import ENCODINGS, _checked_array
 
 __all__ = [
+    "BAG_FORMATS",
+    "CAMERA_IMAGE_TYPES",
+    "COMPRESSED_IMAGE_TYPE",
     "IMAGE_TYPE",
     "STORAGES",
     "BagError",
     "BagReader",
     "BagWriter",
     "image_fields",
+    "make_compressed_msg",
     "make_image_msg",
     "open_reader",
     "open_writer",
@@ -49,6 +54,8 @@ __all__ = [
 ]
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+CAMERA_IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
 STORAGES = ("mcap", "sqlite3")
 STORAGE_SUFFIXES = {"mcap": ".mcap", "sqlite3": ".db3"}
 NS_PER_S = 1_000_000_000
@@ -73,23 +80,36 @@ def stamp_ns(msg: Any) -> int:
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
+def _header(stamp_ns: int, frame_id: str) -> Any:
+    if stamp_ns < 0:
+        raise ValueError(f"stamp_ns must be >= 0, got {stamp_ns}")
+    types = typestore().types
+    stamp = types["builtin_interfaces/msg/Time"](
+        sec=int(stamp_ns // NS_PER_S), nanosec=int(stamp_ns % NS_PER_S)
+    )
+    return types["std_msgs/msg/Header"](stamp=stamp, frame_id=str(frame_id))
+
+
+def make_compressed_msg(array: np.ndarray, codec: str, stamp_ns: int, frame_id: str = "") -> Any:
+    """A rosbags ``sensor_msgs/msg/CompressedImage`` of ``array`` (RGB uint8 or gray uint8/uint16), as
+    image_transport's ``compressed`` plugin writes it (:func:`~ssvif_ros.io.compressed.encode_compressed`)."""
+    from ssvif_ros.io.compressed import encode_compressed
+
+    fmt, data = encode_compressed(array, codec)
+    return typestore().types[COMPRESSED_IMAGE_TYPE](
+        header=_header(stamp_ns, frame_id), format=fmt, data=np.frombuffer(data, dtype=np.uint8).copy()
+    )
+
+
 def make_image_msg(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "") -> Any:
     """A rosbags ``sensor_msgs/msg/Image`` holding ``array`` in ``encoding``'s layout.
 
     ``rgb8``/``bgr8``: uint8 (H, W, 3) in that channel order (give BGR data for ``bgr8``); ``mono8``:
     uint8 (H, W); ``mono16``/``16UC1``: uint16 (H, W). Native byte order, no row padding.
     """
-    if stamp_ns < 0:
-        raise ValueError(f"stamp_ns must be >= 0, got {stamp_ns}")
+    header = _header(stamp_ns, frame_id)
     pixels, info = _checked_array(array, encoding)
-    types = typestore().types
-    header = types["std_msgs/msg/Header"](
-        stamp=types["builtin_interfaces/msg/Time"](
-            sec=int(stamp_ns // NS_PER_S), nanosec=int(stamp_ns % NS_PER_S)
-        ),
-        frame_id=str(frame_id),
-    )
-    return types[IMAGE_TYPE](
+    return typestore().types[IMAGE_TYPE](
         header=header,
         height=int(pixels.shape[0]),
         width=int(pixels.shape[1]),
@@ -169,6 +189,20 @@ class BagReader:
             f"  {topic} ({msgtype}, {counts.get(topic, 0)} msgs)" for topic, msgtype in self.topics().items()
         ]
         return "\n".join(lines) if lines else "  (no topics)"
+
+    def camera_topic(self, topic: str, option: str) -> tuple[str, str]:
+        """``(topic, msgtype)`` of a camera input: ``topic`` itself when it holds ``Image`` or
+        ``CompressedImage`` messages, else its image_transport ``compressed`` sibling ``topic/compressed``
+        when only that was recorded. Raises :class:`BagError` naming ``option`` and the bag's topics."""
+        topics = self.topics()
+        for candidate in (topic, f"{topic}/compressed"):
+            if topics.get(candidate) in CAMERA_IMAGE_TYPES:
+                return candidate, topics[candidate]
+        found = f"has type {topics[topic]}" if topic in topics else "is not in the bag"
+        raise BagError(
+            f"{option} {topic} {found} (expected {' or '.join(CAMERA_IMAGE_TYPES)}); bag {self.path} "
+            f"has these topics:\n{self.describe()}"
+        )
 
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, str, int, Any]]:
         """``(topic, msgtype, timestamp_ns, msg)`` in bag (receive) time order, for ``topics`` (None: all).
@@ -251,21 +285,32 @@ def bag_directory(path: str | Path, storage: str = "mcap") -> Path:
     return path.with_suffix("") if path.suffix == STORAGE_SUFFIXES[storage] else path
 
 
-@contextmanager
-def open_writer(path: str | Path, storage: str = "mcap", version: int = 9) -> Iterator[BagWriter]:
-    """Create a new rosbag2 bag directory at ``path`` (must not exist; see :func:`bag_directory`) with
-    ``storage`` mcap or sqlite3; the writer's ``path`` is the folder created.
+# rosbag2 metadata formats a writer can produce: what each is for, and the rosbags writer version used.
+BAG_FORMATS = {
+    "kilted": "metadata version 9 (Jazzy, Kilted and newer readers)",
+    "humble": "metadata version 5 (Humble's readers, which newer ones also read)",
+}
+_WRITER_VERSION = {"kilted": 9, "humble": 8}  # humble: v8's QoS strings, then metadata.yaml rewritten as v5
+_HUMBLE_METADATA_VERSION = 5
 
-    ``version`` 9 is the Jazzy/Kilted metadata format (8 for older readers).
+
+@contextmanager
+def open_writer(path: str | Path, storage: str = "mcap", bag_format: str = "kilted") -> Iterator[BagWriter]:
+    """Create a new rosbag2 bag directory at ``path`` (must not exist; see :func:`bag_directory`) with
+    ``storage`` mcap or sqlite3 and the metadata format ``bag_format`` (:data:`BAG_FORMATS`); the
+    writer's ``path`` is the folder created. Humble reads ``mcap`` only with ``rosbag2_storage_mcap``
+    installed; ``sqlite3`` is its default storage.
     """
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    if bag_format not in BAG_FORMATS:
+        raise ValueError(f"bag format must be one of {', '.join(BAG_FORMATS)}, got {bag_format!r}")
     path = bag_directory(path, storage)
     if path.exists():
         raise BagError(f"bag {path} exists already; choose a new path or delete it")
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     try:
-        writer = Writer(path, version=version, storage_plugin=plugin)
+        writer = Writer(path, version=_WRITER_VERSION[bag_format], storage_plugin=plugin)
         writer.open()
     except (WriterError, OSError) as err:
         raise BagError(f"cannot create bag {path}: {err}") from err
@@ -273,6 +318,27 @@ def open_writer(path: str | Path, storage: str = "mcap", version: int = 9) -> It
         yield BagWriter(writer, path)
     finally:
         writer.close()
+        if bag_format == "humble":
+            _write_humble_metadata(path / "metadata.yaml")
+
+
+def _write_humble_metadata(metadata_path: Path) -> None:
+    """Rewrite a version 8 ``metadata.yaml`` as version 5, the newest Humble parses: without the fields
+    later versions added (``ros_distro``, ``custom_data``, each topic's ``type_description_hash``) and
+    with each topic's ``offered_qos_profiles`` as the YAML string Humble expects."""
+    document = yaml.safe_load(metadata_path.read_text())
+    info = document["rosbag2_bagfile_information"]
+    info["version"] = _HUMBLE_METADATA_VERSION
+    for key in ("ros_distro", "custom_data"):
+        info.pop(key, None)
+    for topic in info.get("topics_with_message_count", []):
+        meta = topic["topic_metadata"]
+        meta.pop("type_description_hash", None)
+        qos = meta.get("offered_qos_profiles", "")
+        meta["offered_qos_profiles"] = qos if isinstance(qos, str) else yaml.safe_dump(qos)
+    temporary = metadata_path.with_suffix(".yaml.tmp")
+    temporary.write_text(yaml.safe_dump(document, sort_keys=False))
+    temporary.replace(metadata_path)
 
 
 def encoding_names() -> tuple[str, ...]:

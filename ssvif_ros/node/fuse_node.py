@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -55,8 +56,8 @@ from ssvif_ros.fusion.pairing import (
 from ssvif_ros.fusion.pipeline import PairDropped, PairProcessor
 from ssvif_ros.fusion.registration import Registration
 from ssvif_ros.fusion.threads import apply_threads
-from ssvif_ros.io.compressed import thermal_from_compressed, visible_from_compressed
-from ssvif_ros.io.image_msg import MalformedImage, fill_image, to_rgb8, to_thermal
+from ssvif_ros.io.compressed import COMPRESSED_TYPE, INPUT_DECODERS, RAW_TYPE
+from ssvif_ros.io.image_msg import MalformedImage, fill_image
 from ssvif_ros.node.diagnostics import INPUTS, FusionDiagnostics, to_diagnostic_array
 from ssvif_ros.node.dispatch import NewestDispatcher
 from ssvif_ros.node.params import (
@@ -75,10 +76,6 @@ __all__ = ["PARAMETERS", "ConfigError", "FuseConfig", "FuseNode", "main", "parse
 NODE_NAME = "fuse_node"
 VISIBLE_TOPIC = "visible/image_raw"
 CAMERA_INFO_TOPIC = "visible/camera_info"
-DECODERS = {  # compressed? -> (visible, thermal) decoder
-    False: (to_rgb8, to_thermal),
-    True: (visible_from_compressed, thermal_from_compressed),
-}  # image_transport's convention: beside the image topic
 THERMAL_TOPIC = "thermal/image_raw"
 VISIBLE, THERMAL = 0, 1
 RELIABILITIES = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
@@ -418,7 +415,7 @@ class FusionNodeCore:
         if not compressed and self._too_large(index, msg.height, msg.width):
             return None
         try:
-            array = DECODERS[compressed][index](msg, topic)
+            array = INPUT_DECODERS[COMPRESSED_TYPE if compressed else RAW_TYPE][index](msg, topic)
         except MalformedImage as err:
             self.diagnostics.malformed(INPUTS[index], err.field)
             self._warn_throttled(
@@ -565,7 +562,7 @@ class FusionNodeCore:
 
     def _publish(self, key: str, publisher: Any, array: np.ndarray, encoding: str, header: Any) -> None:
         if encoding == "bgr8":
-            array = array[..., ::-1]
+            array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
         msg = self._out_msgs[key]  # reused: publish() serialises before returning
         fill_image(msg, array, encoding, header)
         publisher.publish(msg)

@@ -1,14 +1,22 @@
 """``ssvif-calibrate``: the thermal -> visible ``registration.homography`` from a recording, without a target.
 
     ssvif-calibrate RECORDING --out DIR [--max-pairs 12] [--visible-topic T --thermal-topic T]
+    ssvif-calibrate BAG --out DIR --from-camera-info [--rotation R11 ... R33] [--visible-info-topic T ...]
 
 RECORDING is a paired folder (vi/ + ir/, the layouts ``ssvif-check-data`` knows) or a rosbag2 bag of the two
-camera topics (raw ``sensor_msgs/Image``; pairs by approximate time, 16-bit thermal through the node's
-percentile gain without smoothing). Up to ``--max-pairs`` pairs spread over the recording are aligned by
-mutual information (:mod:`ssvif_ros.fusion.calibration`). Writes ``DIR/homography.yaml`` (the line for
+camera topics (raw ``sensor_msgs/Image``, or image_transport's ``TOPIC/compressed`` when only that was
+recorded; pairs by approximate time, 16-bit thermal through the node's percentile gain without
+smoothing). Up to ``--max-pairs`` pairs spread over the recording are aligned by mutual information
+(:mod:`ssvif_ros.fusion.calibration`). Writes ``DIR/homography.yaml`` (the line for
 ``config/fuse.yaml``), ``DIR/calibration.json`` (the matrix, NMI before/after, the mean correction in
 pixels) and ``DIR/checkerboard_before.png`` / ``checkerboard_after.png`` (visible and registered thermal in
 alternating squares). Exit 0, or 2 with one line when the recording cannot give a trustworthy answer.
+
+``--from-camera-info``: no image alignment; the homography of the plane at infinity from the two cameras'
+``sensor_msgs/CameraInfo`` in the bag (``K_v R K_t⁻¹``,
+:func:`ssvif_ros.fusion.registration.homography_from_intrinsics`) and ``--rotation`` (thermal → visible
+optical frames, row-major; identity: a boresighted rig). Right for distant scenes; the report gives the NMI
+of the recording's pairs without and with it, so a wrong calibration shows.
 """
 
 from __future__ import annotations
@@ -40,18 +48,24 @@ def _folder_pairs(folder: Path, count: int) -> list[tuple[np.ndarray, np.ndarray
 
 
 def _bag_pairs(bag: Path, count: int, visible: str, thermal: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pairs of a bag's camera topics, raw or compressed (``TOPIC/compressed`` is found when only that was
+    recorded); the thermal through a per-frame percentile gain."""
     from ssvif_ros.fusion.pairing import create_sync
     from ssvif_ros.fusion.thermal import ThermalToU8
     from ssvif_ros.io.bags import open_reader, stamp_ns
+    from ssvif_ros.io.compressed import INPUT_DECODERS
 
     sync, raw = create_sync("approximate", 10, 0.05), []
     with open_reader(bag) as reader:
+        (visible, visible_type), (thermal, thermal_type) = (
+            reader.camera_topic(visible, "--visible-topic"),
+            reader.camera_topic(thermal, "--thermal-topic"),
+        )
         for topic, _, _, msg in reader.messages([visible, thermal]):
             raw += [pair.items for pair in sync.add(0 if topic == visible else 1, stamp_ns(msg), msg)]
-    from ssvif_ros.io.image_msg import to_rgb8, to_thermal
-
+    to_visible, to_thermal = INPUT_DECODERS[visible_type][0], INPUT_DECODERS[thermal_type][1]
     gain = ThermalToU8(smoothing=0.0, subsample=1)
-    return [(to_rgb8(v, visible), gain(to_thermal(t, thermal))) for v, t in _spread(raw, count)]
+    return [(to_visible(v, visible), gain(to_thermal(t, thermal))) for v, t in _spread(raw, count)]
 
 
 def read_pairs(
@@ -85,9 +99,33 @@ def _write(out: Path, pairs: list, result: Any) -> None:
         Image.fromarray(checkerboard(vis, ir8, h)).save(out / f"checkerboard_{name}.png")
 
 
+def info_topic(image_topic: str) -> str:
+    """The ``camera_info`` topic beside an image topic (``/cam/image_raw`` -> ``/cam/camera_info``)."""
+    return f"{image_topic.rstrip('/').rsplit('/', 1)[0]}/camera_info"
+
+
+def camera_info_homography(bag: Path, visible_info: str, thermal_info: str, rotation: Any) -> np.ndarray:
+    """The plane-at-infinity homography from the first ``CameraInfo`` of each camera in ``bag``."""
+    from ssvif_ros.fusion.registration import homography_from_intrinsics
+    from ssvif_ros.io.bags import BagError, open_reader
+
+    infos: dict[str, Any] = {}
+    with open_reader(bag) as reader:
+        for topic, _, _, msg in reader.messages([visible_info, thermal_info]):
+            infos.setdefault(topic, msg)
+            if len(infos) == 2:
+                break
+    if len(infos) < 2:
+        raise BagError(
+            f"bag {bag}: no message on {visible_info if visible_info not in infos else thermal_info}"
+        )
+    vis, th = infos[visible_info], infos[thermal_info]
+    return homography_from_intrinsics(vis.k, th.k, (th.height, th.width), (vis.height, vis.width), rotation)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ssvif_ros.data import DatasetError
-    from ssvif_ros.fusion.calibration import CalibrationError, estimate_homography
+    from ssvif_ros.fusion.calibration import CalibrationError, describe_homography, estimate_homography
     from ssvif_ros.io.bags import BagError
     from ssvif_ros.io.image_msg import MalformedImage
 
@@ -97,12 +135,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-pairs", type=int, default=12, help="pairs spread over the recording")
     p.add_argument("--visible-topic", default="/camera/image_raw")
     p.add_argument("--thermal-topic", default="/thermal/image_raw")
+    p.add_argument("--from-camera-info", action="store_true", help="from the cameras' CameraInfo (a bag)")
+    p.add_argument("--visible-info-topic", help="default: camera_info beside --visible-topic")
+    p.add_argument("--thermal-info-topic", help="default: camera_info beside --thermal-topic")
+    p.add_argument("--rotation", type=float, nargs=9, help="thermal -> visible optical frames, row-major")
     args = p.parse_args(argv)
     try:
         pairs = read_pairs(args.recording, max(1, args.max_pairs), args.visible_topic, args.thermal_topic)
-        result = estimate_homography(pairs)
+        if args.from_camera_info:
+            infos = (
+                args.visible_info_topic or info_topic(args.visible_topic),
+                args.thermal_info_topic or info_topic(args.thermal_topic),
+            )
+            homography = camera_info_homography(args.recording, *infos, args.rotation)
+            result = describe_homography(pairs, homography)
+        else:
+            result = estimate_homography(pairs)
         _write(args.out, pairs, result)
-    except (CalibrationError, DatasetError, BagError, MalformedImage, OSError) as err:
+    except (CalibrationError, DatasetError, BagError, MalformedImage, OSError, ValueError) as err:
         print(f"ssvif-calibrate: error: {err}", file=sys.stderr)
         return 2
     print(

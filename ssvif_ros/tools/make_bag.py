@@ -14,6 +14,10 @@ labels (when the folder has them) go to a third topic as ``mono8`` with the visi
 for visible frames that were not dropped. 8-bit thermal written as ``mono16``/``16UC1`` becomes
 ``counts = offset + gain · value`` (``--counts``; a radiometric-looking range), 16-bit thermal is kept.
 
+Compression as recorded bags usually have it (``--visible-codec jpeg``, ``--thermal-codec png``): the
+camera topic becomes image_transport's ``<topic>/compressed`` with ``sensor_msgs/CompressedImage``
+messages (16-bit PNG keeps the counts). ``--bag-format humble`` writes metadata Humble's readers accept.
+
 Example::
 
     ssvif-synthetic --out /tmp/scenes --n 20
@@ -37,7 +41,16 @@ from PIL import Image
 from ssvif_ros.cli import size_arg
 from ssvif_ros.data.image_files import DatasetError, read_infrared_raw, read_label, read_visible
 from ssvif_ros.data.pairs import PairFiles, match_pairs, resolve_layout
-from ssvif_ros.io.bags import IMAGE_TYPE, STORAGES, BagError, make_image_msg, open_writer
+from ssvif_ros.io.bags import (
+    BAG_FORMATS,
+    COMPRESSED_IMAGE_TYPE,
+    IMAGE_TYPE,
+    STORAGES,
+    BagError,
+    make_compressed_msg,
+    make_image_msg,
+    open_writer,
+)
 
 __all__ = ["BagPlan", "RigOptions", "main", "make_bag", "plan_stamps"]
 
@@ -45,6 +58,7 @@ NS_PER_S = 1_000_000_000
 DEFAULT_TOPICS = {"visible": "/camera/image_raw", "thermal": "/thermal/image_raw", "labels": "/camera/labels"}
 THERMAL_ENCODINGS = ("auto", "mono8", "mono16", "16UC1")
 VISIBLE_ENCODINGS = ("rgb8", "bgr8")
+CODECS = {"visible": ("raw", "jpeg", "png"), "thermal": ("raw", "png")}  # raw: sensor_msgs/Image
 
 
 @dataclass
@@ -68,6 +82,7 @@ class RigOptions:
     topics: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
     frame_ids: dict[str, str] = field(default_factory=lambda: {"visible": "camera", "thermal": "thermal"})
     labels: bool = True  # write labels when the folder has them
+    codecs: dict[str, str] = field(default_factory=lambda: {"visible": "raw", "thermal": "raw"})
 
     def validate(self) -> None:
         if not self.rate_hz > 0 or not (self.thermal_rate_hz is None or self.thermal_rate_hz > 0):
@@ -78,6 +93,9 @@ class RigOptions:
                 raise ValueError(f"{name.replace('_', '-')} must be a probability in [0, 1), got {value}")
         if self.jitter_ms < 0 or self.latency_ms < 0:
             raise ValueError("jitter-ms and latency-ms must be >= 0")
+        for role, codec in self.codecs.items():
+            if codec not in CODECS[role]:
+                raise ValueError(f"{role}-codec must be one of {', '.join(CODECS[role])}, got {codec!r}")
         if self.thermal_encoding not in THERMAL_ENCODINGS:
             raise ValueError(f"thermal encoding must be one of {', '.join(THERMAL_ENCODINGS)}")
         if self.visible_encoding not in VISIBLE_ENCODINGS:
@@ -169,7 +187,16 @@ def _thermal_array(raw: np.ndarray, encoding: str, counts: tuple[float, float]) 
     return raw, encoding
 
 
-def make_bag(folder: str | Path, out: str | Path, opts: RigOptions, storage: str = "mcap") -> dict:
+def _camera_message(array: np.ndarray, encoding: str, codec: str, stamp: int, frame_id: str) -> object:
+    """A raw ``Image`` in ``encoding`` or, for codec jpeg/png, a ``CompressedImage`` (RGB or gray input)."""
+    if codec == "raw":
+        return make_image_msg(array, encoding, stamp, frame_id)
+    return make_compressed_msg(array, codec, stamp, frame_id)
+
+
+def make_bag(
+    folder: str | Path, out: str | Path, opts: RigOptions, storage: str = "mcap", bag_format: str = "kilted"
+) -> dict:
     """Write the bag; returns a JSON-ready summary (topics, counts, drops, encodings, duration)."""
     folder, out = Path(folder), Path(out)
     pairs = _folder_pairs(folder, opts.labels)
@@ -183,7 +210,8 @@ def make_bag(folder: str | Path, out: str | Path, opts: RigOptions, storage: str
     @cached
     def visible(index: int) -> np.ndarray:
         rgb = read_visible(pairs[index].vis)
-        return np.ascontiguousarray(rgb[..., ::-1]) if opts.visible_encoding == "bgr8" else rgb
+        bgr = opts.visible_encoding == "bgr8" and opts.codecs["visible"] == "raw"
+        return np.ascontiguousarray(rgb[..., ::-1]) if bgr else rgb
 
     @cached
     def thermal(index: int) -> tuple[np.ndarray, str]:
@@ -210,12 +238,15 @@ def make_bag(folder: str | Path, out: str | Path, opts: RigOptions, storage: str
     events.sort()
     counts = {"visible": 0, "thermal": 0, "labels": 0}
     encodings: dict[str, str] = {"visible": opts.visible_encoding}
-    with open_writer(out, storage) as bag:
+    names = {kind: topics[kind] for kind in ("visible", "thermal", "labels")}
+    for kind in ("visible", "thermal"):
+        if opts.codecs[kind] != "raw":  # image_transport's compressed topic beside the raw name
+            names[kind] = f"{topics[kind]}/compressed"
+    with open_writer(out, storage, bag_format) as bag:
         out = bag.path
-        bag.add_topic(topics["visible"], IMAGE_TYPE)
-        bag.add_topic(topics["thermal"], IMAGE_TYPE)
-        if has_labels:
-            bag.add_topic(topics["labels"], IMAGE_TYPE)
+        for kind in ("visible", "thermal", "labels") if has_labels else ("visible", "thermal"):
+            compressed = opts.codecs.get(kind, "raw") != "raw"
+            bag.add_topic(names[kind], COMPRESSED_IMAGE_TYPE if compressed else IMAGE_TYPE)
         for log, _, kind, index, stamp in events:
             if kind == "visible":
                 array, encoding = visible(index), opts.visible_encoding
@@ -227,7 +258,8 @@ def make_bag(folder: str | Path, out: str | Path, opts: RigOptions, storage: str
                 array, encoding = label(index), "mono8"
                 frame_id = opts.frame_ids["visible"]
             encodings[kind] = encoding
-            bag.write(topics[kind], log, make_image_msg(array, encoding, stamp, frame_id))
+            codec = opts.codecs.get(kind, "raw")
+            bag.write(names[kind], log, _camera_message(array, encoding, codec, stamp, frame_id))
             counts[kind] += 1
     stamps = [s for _, _, _, _, s in events]
     return {
@@ -235,7 +267,9 @@ def make_bag(folder: str | Path, out: str | Path, opts: RigOptions, storage: str
         "storage": storage,
         "folder": str(folder),
         "pairs_in_folder": len(pairs),
-        "topics": {k: topics[k] for k in counts if counts[k] or k != "labels"},
+        "bag_format": bag_format,
+        "topics": {k: names[k] for k in counts if counts[k] or k != "labels"},
+        "codecs": dict(opts.codecs),
         "messages": counts,
         "dropped": plan.dropped,
         "encodings": encodings,
@@ -252,6 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path, help="paired folder (vi/ + ir/ [+ label/]; real or ssvif-synthetic)")
     p.add_argument("--out", type=Path, required=True, help="bag directory to create (must not exist)")
     p.add_argument("--storage", choices=STORAGES, default="mcap")
+    p.add_argument(
+        "--bag-format",
+        choices=tuple(BAG_FORMATS),
+        default="kilted",
+        help="; ".join(f"{k}: {v}" for k, v in BAG_FORMATS.items()),
+    )
+    p.add_argument(
+        "--visible-codec",
+        choices=CODECS["visible"],
+        default="raw",
+        help="raw: sensor_msgs/Image; jpeg/png: CompressedImage on TOPIC/compressed",
+    )
+    p.add_argument(
+        "--thermal-codec",
+        choices=CODECS["thermal"],
+        default="raw",
+        help="raw: sensor_msgs/Image; png: CompressedImage on TOPIC/compressed (16-bit kept)",
+    )
     p.add_argument("--rate", type=float, default=10.0, help="visible frame rate, Hz (default 10)")
     p.add_argument(
         "--thermal-rate", type=float, default=None, help="thermal frame rate, Hz (default: --rate)"
@@ -306,9 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         topics={"visible": args.visible_topic, "thermal": args.thermal_topic, "labels": args.labels_topic},
         frame_ids={"visible": args.visible_frame_id, "thermal": args.thermal_frame_id},
         labels=not args.no_labels,
+        codecs={"visible": args.visible_codec, "thermal": args.thermal_codec},
     )
     try:
-        summary = make_bag(args.folder, args.out, opts, args.storage)
+        summary = make_bag(args.folder, args.out, opts, args.storage, args.bag_format)
     except (BagError, DatasetError, ValueError, OSError) as err:
         print(f"ssvif-make-bag: error: {err}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ssvif_ros.io.bags import BAG_FORMATS
 from ssvif_ros.tools.live import RELIABILITIES, StopFlag, log, message_class, network_note, qos_profile
 
 __all__ = ["main"]
@@ -37,6 +38,12 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("bag", type=Path, help="bag directory to create")
     parser.add_argument("topics", nargs="+", help="topics to record")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="default mcap")
+    parser.add_argument(
+        "--bag-format",
+        choices=tuple(BAG_FORMATS),
+        default="kilted",
+        help="; ".join(f"{k}: {v}" for k, v in BAG_FORMATS.items()),
+    )
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--count", type=int, default=None, help="stop after N messages on the first topic")
     parser.add_argument("--qos", choices=RELIABILITIES, default="reliable", help="subscription reliability")
@@ -154,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     stopped_by = "SIGINT/SIGTERM"
     try:
-        with open_writer(args.bag, args.storage) as writer:
+        with open_writer(args.bag, args.storage, args.bag_format) as writer:
             recorder = Recorder(node, writer, args.topics, qos_profile(args.qos, args.depth), args.quiet)
             if not args.quiet:
                 log(TOOL, f"{network_note()}; waiting for {', '.join(recorder.topics)}")

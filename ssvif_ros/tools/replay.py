@@ -1,11 +1,11 @@
 """``ssvif-replay``: fuse a recorded rosbag2 bag offline, exactly as the node would, and report on it.
 
-Reads the visible and thermal ``sensor_msgs/Image`` topics in log-time order, pairs them by header stamp
-with the node's synchroniser (:func:`ssvif_ros.fusion.pairing.create_sync`), converts and registers the
-thermal
-frame and fuses through the node's own per-pair code (:class:`ssvif_ros.fusion.pipeline.PairProcessor`), with
-the same :class:`~ssvif_ros.fusion.engine.FusionEngine`. No ROS needed; deterministic; as fast as the CPU
-allows
+Reads the visible and thermal ``sensor_msgs/Image`` topics (or ``CompressedImage``: the type is read from
+the bag, and a topic recorded only as image_transport's ``<topic>/compressed`` is found under its raw name)
+in log-time order, pairs them by header stamp with the node's synchroniser
+(:func:`ssvif_ros.fusion.pairing.create_sync`), converts and registers the thermal frame and fuses through
+the node's own per-pair code (:class:`ssvif_ros.fusion.pipeline.PairProcessor`), with the same
+:class:`~ssvif_ros.fusion.engine.FusionEngine`. No ROS needed; deterministic; as fast as the CPU allows
 (no real-time pacing). Writes into ``--out``:
 
 - ``report.md``: the summary, linking everything below;
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import json
 import math
 import re
@@ -53,6 +54,7 @@ from ssvif_ros.fusion.pipeline import PairDropped, PairProcessor, timed_fuse
 from ssvif_ros.fusion.thermal import ThermalToU8
 from ssvif_ros.fusion.threads import apply_threads
 from ssvif_ros.io.bags import (
+    BAG_FORMATS,
     IMAGE_TYPE,
     STORAGES,
     BagError,
@@ -62,7 +64,8 @@ from ssvif_ros.io.bags import (
     open_writer,
     stamp_ns,
 )
-from ssvif_ros.io.image_msg import MalformedImage, image_to_numpy, to_rgb8, to_thermal
+from ssvif_ros.io.compressed import INPUT_DECODERS
+from ssvif_ros.io.image_msg import MalformedImage, image_to_numpy
 from ssvif_ros.node.params import ConfigError, parse_config, read_params_file
 
 __all__ = [
@@ -154,6 +157,7 @@ class ReplayOptions:
     metrics_every: int = 1  # 0: no fusion metrics
     output_bag: bool = True
     output_storage: str = "mcap"
+    output_bag_format: str = "kilted"
     output_namespace: str = "/fuse_node"
     contact_frames: int = 4
     plots: bool = True
@@ -164,17 +168,23 @@ class ReplayOptions:
 # --- bag checks -----------------------------------------------------------------------------------------
 
 
+def _camera_inputs(bag: BagReader, opts: ReplayOptions) -> tuple[ReplayOptions, dict[str, str]]:
+    """``opts`` with the visible and thermal topics as recorded (a raw topic, or its image_transport
+    ``/compressed`` sibling when only that is in the bag) and ``{topic: msgtype}`` of the two."""
+    try:
+        visible, visible_type = bag.camera_topic(opts.visible_topic, "--visible-topic")
+        thermal, thermal_type = bag.camera_topic(opts.thermal_topic, "--thermal-topic")
+    except BagError as err:
+        raise ReplayError(str(err)) from None
+    resolved = dataclasses.replace(opts, visible_topic=visible, thermal_topic=thermal)
+    return resolved, {visible: visible_type, thermal: thermal_type}
+
+
 def _check_topics(bag: BagReader, opts: ReplayOptions) -> str | None:
-    """Raise :class:`ReplayError` naming a missing or mistyped input topic; returns the labels topic."""
+    """Raise :class:`ReplayError` naming a clashing input or a missing or mistyped labels topic; returns
+    the labels topic."""
     topics = bag.topics()
     where = f"bag {bag.path} has these topics:\n{bag.describe()}"
-    for role, topic in (("visible", opts.visible_topic), ("thermal", opts.thermal_topic)):
-        if topic not in topics:
-            raise ReplayError(f"{role} topic {topic} (--{role}-topic) is not in the bag; {where}")
-        if topics[topic] != IMAGE_TYPE:
-            raise ReplayError(
-                f"{role} topic {topic} has type {topics[topic]}, expected {IMAGE_TYPE}; {where}"
-            )
     if opts.visible_topic == opts.thermal_topic:
         raise ReplayError(f"visible and thermal topic are the same ({opts.visible_topic}); {where}")
     labels = opts.labels_topic or None
@@ -321,6 +331,7 @@ class _Session:
     def __init__(
         self, bag: Any, candidates: Sequence[Candidate], opts: ReplayOptions, out_dir: Path, stack: Any
     ):
+        opts, self.input_types = _camera_inputs(bag, opts)
         self.bag, self.opts, self.stack, self.timer = bag, opts, stack, _PhaseTimer()
         self.candidates = list(candidates)
         self.bag_out = out_dir / "fused_bag"
@@ -455,7 +466,9 @@ class _Session:
 
     def _write(self, run: _ModelRun, result: Any, overlay: np.ndarray | None, vis: _Frame) -> None:
         if self.writer is None:
-            self.writer = self.stack.enter_context(open_writer(self.bag_out, self.opts.output_storage))
+            self.writer = self.stack.enter_context(
+                open_writer(self.bag_out, self.opts.output_storage, self.opts.output_bag_format)
+            )
             for r in self.runs:
                 for topic in r.topics.values():
                     self.writer.add_topic(topic, IMAGE_TYPE)
@@ -519,9 +532,8 @@ class _Session:
                 if array.ndim != 2:
                     raise MalformedImage(topic, "encoding", f"labels must be mono8, got {msg.encoding!r}")
                 return array
-            if self.index_of[topic] == VISIBLE:
-                return to_rgb8(msg, topic)
-            return to_thermal(msg, topic)
+            role = self.index_of[topic]
+            return INPUT_DECODERS[self.input_types[topic]][role](msg, topic)
         except MalformedImage:
             role = "labels" if topic == self.labels_topic else ("visible", "thermal")[self.index_of[topic]]
             self.malformed[role] += 1
@@ -997,6 +1009,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-every", type=int, default=1, help="fusion metrics every N pairs (0: none)")
     run.add_argument("--no-output-bag", action="store_true")
     run.add_argument("--output-storage", choices=STORAGES, default="mcap")
+    run.add_argument("--output-bag-format", choices=tuple(BAG_FORMATS), default="kilted")
     run.add_argument("--output-namespace", default="/fuse_node", help="prefix of the output topics")
     run.add_argument("--contact-frames", type=int, default=4)
     run.add_argument("--no-plots", action="store_true")
@@ -1062,6 +1075,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[ReplayOptions, dict[str
         metrics_every=args.metrics_every,
         output_bag=not args.no_output_bag,
         output_storage=args.output_storage,
+        output_bag_format=args.output_bag_format,
         output_namespace=args.output_namespace,
         contact_frames=args.contact_frames,
         frame_notes=read_frame_notes(args.frame_notes) if args.frame_notes else {},
