@@ -627,10 +627,15 @@ def parse_fields(text: str) -> dict[str, int]:
 
 
 def run_part_b(args: argparse.Namespace, cases: list[Case], weights: str | None) -> dict:
-    import subprocess
 
     import rclpy
-    from node_latency import Listener, wait_for  # bench/node_latency.py
+    from node_latency import (  # bench/node_latency.py
+        Listener,
+        model_arguments,
+        node_arguments,
+        start_node,
+        wait_for,
+    )
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from ssvif_ros.tools.live import stop_process
@@ -650,41 +655,18 @@ def run_part_b(args: argparse.Namespace, cases: list[Case], weights: str | None)
     namespace = f"/ssvif_fuzz_{tag}"
     node_name = f"fuse_node_{tag}"
     depth = min(max(len(cases), 1), 1000)
-    node_args = [
-        "--params-file", str(REPO / "config" / "fuse.yaml"),
-        "-r", f"__node:={node_name}",
-        "-r", f"visible/image_raw:={namespace}/visible",
-        "-r", f"thermal/image_raw:={namespace}/thermal",
-        "-p", "device:=cpu",
-        "-p", "torch_threads:=1",
-        "-p", "warmup.visible_size:=[64, 64]",
-        "-p", "warmup.thermal_size:=[64, 64]",
-        "-p", "outputs.segmentation:=false",
-        "-p", "outputs.overlay:=false",
+    node_args = node_arguments(namespace, node_name, "cpu", 1, "64x64", "64x64")
+    node_args += [
         "-p", "qos.reliability:=reliable",
         "-p", f"qos.depth:={depth}",
         "-p", "diagnostics.period_s:=0.25",
         "-p", f"max_input_pixels:={MAX_INPUT_PIXELS}",
     ]  # fmt: skip
-    if args.backend == "passthrough":
-        node_args += ["-p", "backend:=passthrough"]
-        model_note = "passthrough backend (benchmark only)"
-    elif weights:
-        node_args += ["-p", f"weights:={weights}"]
-        model_note = f"checkpoint {weights}"
-    else:  # the node takes the shipped model, or a random-init lightunet while none ships (same cost)
-        node_args += ["-p", "allow_untrained:=true", "-p", "model:=lightunet"]
-        model_note = "the shipped model (a random-init lightunet if none ships; see weights)"
+    model_args, model_note = model_arguments(args.backend == "passthrough", weights)
     log(f"part B: starting the node ({model_note})")
-    node_log = open(Path(args.log_dir) / "node_fuzz.log", "w+b")
     started = time.monotonic()
-    node = subprocess.Popen(
-        [sys.executable, "-m", "ssvif_ros.node.fuse_node", "--ros-args", *node_args],
-        cwd=REPO,
-        env=os.environ,
-        stdout=node_log,
-        stderr=subprocess.STDOUT,
-    )
+    command = ["-m", "ssvif_ros.node.fuse_node", "--ros-args", *node_args, *model_args]
+    node, node_log = start_node(command, Path(args.log_dir) / "node_fuzz.log")
     listener = DiagListener(f"/{node_name}/fused/image", node_name)
     pub_node = rclpy.create_node(f"fuzz_publisher_{os.getpid()}")
     qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)

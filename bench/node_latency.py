@@ -54,6 +54,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -275,37 +276,67 @@ def ms_triplet(values: dict[str, str], key: str) -> dict[str, float | None]:
     return out
 
 
+def node_arguments(
+    namespace: str, node_name: str, device: str, threads: int, visible: str, thermal: str
+) -> list[str]:
+    """The fusion node's ``--ros-args`` shared by the node benches: the params file, the inputs remapped
+    under ``namespace``, ``device``/``threads``, warm-up at the ``HxW`` sizes, no segmentation outputs."""
+    height, width = parse_size(visible)
+    th_height, th_width = parse_size(thermal)
+    return [
+        "--params-file", str(REPO / "config" / "fuse.yaml"),
+        "-r", f"__node:={node_name}",
+        "-r", f"visible/image_raw:={namespace}/visible",
+        "-r", f"thermal/image_raw:={namespace}/thermal",
+        "-p", f"device:={device}",
+        "-p", f"torch_threads:={threads}",
+        "-p", f"warmup.visible_size:=[{height}, {width}]",
+        "-p", f"warmup.thermal_size:=[{th_height}, {th_width}]",
+        "-p", "outputs.segmentation:=false",
+        "-p", "outputs.overlay:=false",
+    ]  # fmt: skip
+
+
+def model_arguments(
+    passthrough: bool, weights: str | None, model: str = "lightunet"
+) -> tuple[list[str], str]:
+    """The node parameters choosing what it runs, and a note saying what that is."""
+    if passthrough:
+        note = "passthrough backend (engine returns the visible image; benchmark only)"
+        return ["-p", "backend:=passthrough"], note
+    if weights:
+        return ["-p", f"weights:={weights}"], f"trained model {weights}"
+    return (
+        ["-p", "allow_untrained:=true", "-p", f"model:={model}"],
+        f"no weights given: the node's default (the shipped model; a random-init {model} if none ships)",
+    )
+
+
+def start_node(command: list[str], log_path: Path, relay: bool = False) -> tuple[subprocess.Popen, Any]:
+    """``python COMMAND`` in the repository, output to ``log_path`` (a relay's stdout stays a pipe: it
+    reports its figures there); returns the process and the open log."""
+    node_log = open(log_path, "w+b")
+    node = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=REPO,
+        env=os.environ,
+        stdout=subprocess.PIPE if relay else node_log,
+        stderr=node_log if relay else subprocess.STDOUT,
+    )
+    return node, node_log
+
+
 def run_config(config: str, args: argparse.Namespace, weights: str | None) -> dict:
     import rclpy  # noqa: F401  (initialised by main)
 
     tag = f"b{os.getpid()}_{config}"
     namespace = f"/ssvif_bench_{tag}"
     node_name = f"fuse_node_{tag}"
-    height, width = parse_size(args.size)
-    th_height, th_width = parse_size(args.thermal_size)
     expected_frames = round((args.warmup_s + args.duration) * args.rate)
-    node_args = [
-        "--params-file", str(REPO / "config" / "fuse.yaml"),
-        "-r", f"__node:={node_name}",
-        "-r", f"visible/image_raw:={namespace}/visible",
-        "-r", f"thermal/image_raw:={namespace}/thermal",
-        "-p", f"device:={args.device}",
-        "-p", f"torch_threads:={args.threads}",
-        "-p", f"warmup.visible_size:=[{height}, {width}]",
-        "-p", f"warmup.thermal_size:=[{th_height}, {th_width}]",
-        "-p", f"diagnostics.window:={expected_frames}",
-        "-p", "outputs.segmentation:=false",
-        "-p", "outputs.overlay:=false",
-    ]  # fmt: skip
-    if config == "passthrough":
-        node_args += ["-p", "backend:=passthrough"]
-        model_note = "passthrough backend (engine returns the visible image; benchmark only)"
-    elif weights:
-        node_args += ["-p", f"weights:={weights}"]
-        model_note = f"trained model {weights}"
-    else:
-        node_args += ["-p", "allow_untrained:=true", "-p", f"model:={args.model}"]
-        model_note = f"random-init {args.model} via allow_untrained (no trained model ships yet; same cost)"
+    node_args = node_arguments(namespace, node_name, args.device, args.threads, args.size, args.thermal_size)
+    node_args += ["-p", f"diagnostics.window:={expected_frames}"]
+    model_args, model_note = model_arguments(config == "passthrough", weights, args.model)
+    node_args += model_args
     for assignment in args.node_param:
         node_args += ["-p", assignment]
     relay = config in ("relay", "relay_work")
@@ -322,14 +353,7 @@ def run_config(config: str, args: argparse.Namespace, weights: str | None) -> di
     else:
         command = ["-m", "ssvif_ros.node.fuse_node", "--ros-args", *node_args]
     log(f"{config}: starting the node ({model_note})")
-    node_log = open(Path(args.log_dir) / f"node_{config}.log", "w+b")
-    node = subprocess.Popen(
-        [sys.executable, *command],
-        cwd=REPO,
-        env=os.environ,
-        stdout=subprocess.PIPE if relay else node_log,
-        stderr=node_log if relay else subprocess.STDOUT,
-    )
+    node, node_log = start_node(command, Path(args.log_dir) / f"node_{config}.log", relay)
     listener = Listener(f"/{node_name}/fused/image", node_name)
     publisher = None
     try:

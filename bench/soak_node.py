@@ -53,8 +53,6 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
 
 import numpy as np  # noqa: E402
 
-from ssvif_ros.cli import size_pair as parse_size  # noqa: E402
-
 
 def log(text: str) -> None:
     print(f"[soak_node] {text}", file=sys.stderr, flush=True)
@@ -98,45 +96,26 @@ def dropped_pairs(values: dict[str, str]) -> int:
 
 def run(args: argparse.Namespace, weights: str | None) -> dict:
     import rclpy  # noqa: F401  (initialised by main)
-    from node_latency import Listener, cpu_seconds, ms_triplet, wait_for  # bench/node_latency.py
+    from node_latency import (  # bench/node_latency.py
+        Listener,
+        cpu_seconds,
+        model_arguments,
+        ms_triplet,
+        node_arguments,
+        start_node,
+        wait_for,
+    )
 
     from ssvif_ros.tools.live import stop_process
 
     tag = f"s{os.getpid()}"
     namespace = f"/ssvif_soak_{tag}"
     node_name = f"fuse_node_{tag}"
-    height, width = parse_size(args.size)
-    th_height, th_width = parse_size(args.thermal_size)
-    node_args = [
-        "--params-file", str(REPO / "config" / "fuse.yaml"),
-        "-r", f"__node:={node_name}",
-        "-r", f"visible/image_raw:={namespace}/visible",
-        "-r", f"thermal/image_raw:={namespace}/thermal",
-        "-p", f"device:={args.device}",
-        "-p", f"torch_threads:={args.threads}",
-        "-p", f"warmup.visible_size:=[{height}, {width}]",
-        "-p", f"warmup.thermal_size:=[{th_height}, {th_width}]",
-        "-p", "outputs.segmentation:=false",
-        "-p", "outputs.overlay:=false",
-    ]  # fmt: skip
-    if args.backend == "passthrough":
-        node_args += ["-p", "backend:=passthrough"]
-        model_note = "passthrough backend (engine returns the visible image; benchmark only)"
-    elif weights:
-        node_args += ["-p", f"weights:={weights}"]
-        model_note = f"checkpoint {weights}"
-    else:  # the node takes the shipped model, or a random-init lightunet while none ships (same cost)
-        node_args += ["-p", "allow_untrained:=true", "-p", "model:=lightunet"]
-        model_note = "the shipped model (a random-init lightunet if none ships; see weights)"
+    node_args = node_arguments(namespace, node_name, args.device, args.threads, args.size, args.thermal_size)
+    model_args, model_note = model_arguments(args.backend == "passthrough", weights)
     log(f"starting the node ({model_note})")
-    node_log = open(Path(args.log_dir) / "node_soak.log", "w+b")
-    node = subprocess.Popen(
-        [sys.executable, "-m", "ssvif_ros.node.fuse_node", "--ros-args", *node_args],
-        cwd=REPO,
-        env=os.environ,
-        stdout=node_log,
-        stderr=subprocess.STDOUT,
-    )
+    command = ["-m", "ssvif_ros.node.fuse_node", "--ros-args", *node_args, *model_args]
+    node, node_log = start_node(command, Path(args.log_dir) / "node_soak.log")
     listener = Listener(f"/{node_name}/fused/image", node_name)
     publisher = None
     samples: list[dict] = []

@@ -295,3 +295,17 @@ def test_cli_output_loads_as_a_paired_dataset_with_labels(tmp_path) -> None:
         assert item["vis"].shape == (3, 64, 80) and item["ir"].shape == (1, 64, 80)
         assert 0.0 <= float(item["ir"].min()) and float(item["ir"].max()) <= 1.0
         assert int(item["label"].max()) < 9
+
+
+def test_a_test_split_is_written_to_the_manifest_the_training_reads(tmp_path) -> None:
+    """``--test N``: the last N scenes are the test split in manifest.csv, so ``data.exclude_splits: [test]``
+    keeps them out of training (the experiments' 240/80 split of runs/synth9 is one command)."""
+    from ssvif_ros.data.pairs import PairedFolderDataset, manifest_column
+    from ssvif_ros.data.synthetic import main
+
+    assert main(["--out", str(tmp_path / "s"), "-n", "5", "--size", "64x48", "--test", "2"]) == 0
+    rows = (tmp_path / "s" / "manifest.csv").read_text().splitlines()
+    assert rows == ["name,split", "00000,train", "00001,train", "00002,train", "00003,test", "00004,test"]
+    assert manifest_column(PairedFolderDataset(tmp_path / "s"), "split") == ["train"] * 3 + ["test"] * 2
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "t"), "-n", "2", "--test", "3"])

@@ -1815,11 +1815,16 @@ def write_dataset(
     thermal_16bit: bool = False,
     num_classes: int | None = None,
     progress: bool | None = None,
+    test_count: int = 0,
 ) -> list[Path]:
     """Write ``n`` triples as ``out_dir/{vi,ir,label}/NAME.png`` plus ``classes.json`` and ``meta.json``.
 
     Conditions cycle through ``conditions``; scene i uses ``scene_seed(seed, i)``. ``ir`` PNGs are 8-bit gray,
-    or 16-bit gray counts with ``thermal_16bit``. Returns the visible image paths."""
+    or 16-bit gray counts with ``thermal_16bit``. ``test_count`` > 0 also writes ``manifest.csv``
+    (``name,split``: the last ``test_count`` scenes "test", the others "train"), the split the training
+    (``data.exclude_splits``) and evaluation scripts read. Returns the visible image paths."""
+    if not 0 <= test_count <= n:
+        raise ValueError(f"test_count must be in 0..n={n}, got {test_count}")
     for c in conditions:
         if c not in CONDITIONS:
             raise ValueError(f"unknown condition {c!r} in conditions; choose from {CONDITIONS}")
@@ -1866,6 +1871,9 @@ def write_dataset(
         "scenes": scenes_meta,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    if test_count:
+        rows = [f"{i:05d},{'test' if i >= n - test_count else 'train'}" for i in range(n)]
+        (out / "manifest.csv").write_text("name,split\n" + "\n".join(rows) + "\n")
     return written
 
 
@@ -1881,7 +1889,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=size_arg(32), default=(640, 480), help="WIDTHxHEIGHT (640x480)")
     parser.add_argument("--thermal-16bit", action="store_true", help="write ir/ as 16-bit counts")
     parser.add_argument("--num-classes", type=int, default=None, help="K in 2..15 (default 15)")
+    parser.add_argument("--test", type=int, default=0, help="last N scenes are the test split (manifest.csv)")
     args = parser.parse_args(argv)
+    if not 0 <= args.test <= args.n:
+        parser.error(f"--test must be in 0..{args.n}, got {args.test}")
     conds = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
     bad = [c for c in conds if c not in CONDITIONS]
     if bad or not conds:
@@ -1892,13 +1903,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--num-classes: {e}")
     w, h = args.size
     paths = write_dataset(
-        args.out, args.n, args.seed, conds, w, h, args.thermal_16bit, args.num_classes, progress=args.n >= 20
+        args.out,
+        args.n,
+        args.seed,
+        conds,
+        w,
+        h,
+        args.thermal_16bit,
+        args.num_classes,
+        progress=args.n >= 20,
+        test_count=args.test,
     )
     k = args.num_classes or NUM_NATIVE_CLASSES
     scenes = f"{len(paths)} scene{'' if len(paths) == 1 else 's'}"
     print(
         f"wrote {scenes} ({w}x{h}, conditions {','.join(conds)}, {k} classes, "
         f"ir {'16' if args.thermal_16bit else '8'}-bit) to {args.out}: vi/ ir/ label/ classes.json meta.json"
+        + (f" manifest.csv ({args.test} test)" if args.test else "")
     )
     return 0
 
