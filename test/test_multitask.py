@@ -71,13 +71,13 @@ def test_the_task_loss_is_ce_plus_dice_over_labelled_pixels_and_zero_without_lab
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 4, 6, 5, generator=gen)
     labels = torch.randint(0, 4, (2, 6, 5), generator=gen)
-    loss, info = framework.task_loss({"label": labels}, {"logits_a": logits})
+    loss, info = framework.task_loss({"label": labels}, {"logits_a": logits}, None, None)
     expected = F.cross_entropy(logits, labels) + soft_dice_loss(logits, labels)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     accuracy = (logits.argmax(1) == labels).float().mean().item()
     assert info["agreement"].item() == pytest.approx(accuracy)
     unlabelled = torch.full_like(labels, 255)
-    assert framework.task_loss({"label": unlabelled}, {"logits_a": logits})[0].item() == 0.0
+    assert framework.task_loss({"label": unlabelled}, {"logits_a": logits}, None, None)[0].item() == 0.0
 
 
 def test_labels_where_present_give_an_all_ignore_label_to_unlabelled_roots(mixed_data) -> None:

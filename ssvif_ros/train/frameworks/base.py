@@ -69,15 +69,23 @@ class TrainingFramework:
         outputs: dict[str, torch.Tensor],
         joint: bool,
     ) -> StepLosses:
-        """Named losses in float32; ``outputs``: :meth:`branch_outputs` (empty outside the joint stage)."""
-        total, terms = self.fusion_loss(fused.float(), vis, ir)
+        """Named losses in float32: "fusion" (:meth:`fusion_terms`) and, joint, "csc" (:meth:`task_loss`);
+        ``outputs``: :meth:`branch_outputs` (empty outside the joint stage)."""
+        total, terms = self.fusion_terms(vis, ir, fused.float(), outputs)
         step = StepLosses({"fusion": total}, terms)
         if joint:
-            step.named["csc"], step.info = self.task_loss(batch, outputs)
+            step.named["csc"], step.info = self.task_loss(batch, outputs, vis, ir)
         return step
 
+    def fusion_terms(
+        self, vis: torch.Tensor, ir: torch.Tensor, fused: torch.Tensor, outputs: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(fusion loss, its named terms detached) of ``fused`` (float32) against the sources: the
+        configured :class:`FusionLoss`; a framework with its own backbone loss overrides this."""
+        return self.fusion_loss(fused, vis, ir)
+
     def task_loss(
-        self, batch: dict[str, Any], outputs: dict[str, torch.Tensor]
+        self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], vis: torch.Tensor, ir: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The second task's (loss, info with "agreement" and, with pseudo labels, "teacher_a"); only a
         framework with a task (:attr:`has_task`) has a joint stage that calls it."""

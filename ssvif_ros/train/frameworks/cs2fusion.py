@@ -33,7 +33,7 @@ from pytorch_msssim import ssim
 from torch import nn
 
 from ssvif_ros.models.color import rgb_to_y
-from ssvif_ros.train.frameworks.base import StepLosses, TrainingFramework
+from ssvif_ros.train.frameworks.base import TrainingFramework
 
 SIM_CLAMP = (5e-4, 1.0 - 5e-4)
 
@@ -127,16 +127,12 @@ class CS2Fusion(TrainingFramework):
         encoded = features.detach()
         return {"A": modules["cpn"](encoded), "encoded": encoded}
 
-    def losses(
-        self,
-        batch: dict[str, Any],
-        vis: torch.Tensor,
-        ir: torch.Tensor,
-        fused: torch.Tensor,
-        outputs: dict[str, torch.Tensor],
-        joint: bool,
-    ) -> StepLosses:
-        y_f, y_v = rgb_to_y(fused.float()), rgb_to_y(vis)
+    def fusion_terms(
+        self, vis: torch.Tensor, ir: torch.Tensor, fused: torch.Tensor, outputs: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The backbone loss: intensity to each source weighted by the CPN's map ``A`` (infrared) and
+        ``1 − A`` (visible), plus SSIM (window 3) to both, in luminance."""
+        y_f, y_v = rgb_to_y(fused), rgb_to_y(vis)
         a = outputs["A"].detach().float()
         intensity = (a * (y_f - ir)).pow(2).mean() + ((1 - a) * (y_f - y_v)).pow(2).mean()
         structure = (1 - ssim(y_f, ir, data_range=1.0, win_size=3)) + (
@@ -144,15 +140,13 @@ class CS2Fusion(TrainingFramework):
         )
         zero = intensity.new_zeros(())
         terms = {"int": intensity.detach(), "grad": zero, "ssim": structure.detach(), "color": zero}
-        step = StepLosses({"fusion": intensity + structure}, terms)
-        if joint:
-            step.named["csc"], step.info = self.contrast(y_v, ir, outputs)
-        return step
+        return intensity + structure, terms
 
-    def contrast(
-        self, y_v: torch.Tensor, ir: torch.Tensor, outputs: dict[str, torch.Tensor]
+    def task_loss(
+        self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], vis: torch.Tensor, ir: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The CPN's loss (see the module doc) and info "agreement" = the mean ``A`` (the infrared share)."""
+        y_v = rgb_to_y(vis)
         a, encoded = outputs["A"].float(), outputs["encoded"].float()
         half = encoded.shape[1] // 2
         f_v, f_i = encoded[:, :half], encoded[:, half:]

@@ -40,7 +40,7 @@ class MultiTaskVIF(TrainingFramework):
         return {"logits_a": modules["seg_head"](features, tuple(fused.shape[-2:]))}
 
     def task_loss(
-        self, batch: dict[str, Any], outputs: dict[str, torch.Tensor]
+        self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], vis: torch.Tensor, ir: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(CE + Dice over labelled pixels, info "agreement" = pixel accuracy on them)."""
         logits = outputs["logits_a"]

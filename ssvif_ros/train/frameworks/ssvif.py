@@ -39,7 +39,7 @@ class SSVIF(TrainingFramework):
         }
 
     def task_loss(
-        self, batch: dict[str, Any], outputs: dict[str, torch.Tensor]
+        self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], vis: torch.Tensor, ir: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(loss, info with "agreement" and "teacher_a") of the second task."""
         loss, info = csc_loss(outputs["logits_a"], outputs["logits_b"], **csc_options(self.cfg))

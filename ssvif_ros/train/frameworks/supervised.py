@@ -19,7 +19,7 @@ class LabelSupervised(SSVIF):
     needs_labels = True
 
     def task_loss(
-        self, batch: dict[str, Any], outputs: dict[str, torch.Tensor]
+        self, batch: dict[str, Any], outputs: dict[str, torch.Tensor], vis: torch.Tensor, ir: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         labels = batch["label"].to(outputs["logits_a"].device, non_blocking=True)
         loss, info = supervised_seg_loss(outputs["logits_a"], outputs["logits_b"], labels)
