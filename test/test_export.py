@@ -99,6 +99,18 @@ def test_dynamic_export_runs_at_any_size(checkpoint, tmp_path):
         assert (labels != ref_labels.numpy()).mean() < 1e-2
 
 
+def test_replicate_padding_exports_and_matches_pytorch(tmp_path):
+    """lightunet with ``padding=replicate`` (docs/edge_artefact.md) goes through ONNX (a Pad in edge mode)."""
+    torch.manual_seed(3)
+    model = create_model("lightunet", padding="replicate").eval()
+    weights = save_checkpoint(tmp_path / "rep.safetensors", model)
+    assert load_checkpoint(weights).model.backbone.stem[0].padding_mode == "replicate"  # kept by the sidecar
+    assert export_script_cli.main(["--weights", str(weights), "--out", str(tmp_path), "--size", "40x56"]) == 0
+    vis, ir = torch.rand(1, 3, 40, 56), torch.rand(1, 1, 40, 56)
+    (fused,) = _ort_outputs(tmp_path / "rep.onnx", vis, ir)
+    assert np.abs(fused - _torch_outputs(weights, vis, ir)[0].numpy()).max() < 1e-3
+
+
 def test_seafusion_exports_at_a_small_size(tmp_path):
     weights = _checkpoint(tmp_path, seed=2, name="seafusion", head=False)
     assert (

@@ -155,3 +155,18 @@ def test_max_luminance_guide_has_the_brighter_luminance_and_the_visible_chroma()
     assert torch.allclose(ycc_g[:, 1:], ycc_v[:, 1:], atol=1e-5)
     gray = vis[:, :1]
     assert torch.allclose(max_luminance_guide(gray, ir), torch.maximum(gray, ir))
+
+
+@pytest.mark.parametrize("padding", ["zeros", "replicate"])
+def test_lightunet_padding_decides_whether_the_borders_look_like_content(padding: str) -> None:
+    """docs/edge_artefact.md: on a flat image every feature cell should be the same. With zero padding the
+    stride-2 convs see the padding on the left and top only, so border cells differ; replicate does not."""
+    torch.manual_seed(0)
+    model = lightunet(padding=padding).eval()
+    vis, ir = torch.full((1, 3, 64, 96), 0.6), torch.full((1, 1, 64, 96), 0.3)
+    with torch.no_grad():
+        features = model.backbone(vis, ir)[0]
+    spread = (features - features[:, 8:9, 12:13]).abs().amax().item()  # against an interior cell
+    assert (spread < 1e-5) if padding == "replicate" else (spread > 1e-3)
+    with pytest.raises(ValueError, match="padding must be one of zeros, replicate"):
+        lightunet(padding="reflect101")

@@ -46,12 +46,29 @@ from ssvif_ros.models.registry import register_model
 GUIDE_EPS = 1e-3  # keeps logit(guide) finite for black or saturated pixels
 
 
-class ConvBNReLU(nn.Sequential):
-    """k×k conv (no bias) + BN + ReLU, foldable into one conv for export: (B,cin,H,W) -> (B,cout,H/s,W/s)."""
+PADDINGS = ("zeros", "replicate")
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, kernel_size: int = 3):
+
+class ConvBNReLU(nn.Sequential):
+    """k×k conv (no bias) + BN + ReLU, foldable into one conv for export: (B,cin,H,W) -> (B,cout,H/s,W/s).
+
+    ``padding``: what the conv sees beyond the border: ``zeros`` (the shipped checkpoints) or ``replicate``
+    (the edge pixel; docs/edge_artefact.md: a stride-2 conv pads an even-sized input on the left and top
+    only, so with zeros those borders look like no image content and the trained heads named them)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, kernel_size: int = 3, padding: str = "zeros"):
+        if padding not in PADDINGS:
+            raise ValueError(f"lightunet padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
         super().__init__(
-            nn.Conv2d(cin, cout, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
+            nn.Conv2d(
+                cin,
+                cout,
+                kernel_size,
+                stride=stride,
+                padding=kernel_size // 2,
+                padding_mode=padding,
+                bias=False,
+            ),
             nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True),
         )
@@ -63,16 +80,18 @@ class LightUNetBackbone(nn.Module):
     vis (B,in_chans,H,W), ir (B,1,H,W) -> (B, widths[1], ceil(H/4), ceil(W/4)).
     """
 
-    def __init__(self, in_chans: int, widths: tuple[int, int, int]):
+    def __init__(self, in_chans: int, widths: tuple[int, int, int], padding: str = "zeros"):
         super().__init__()
         c1, c2, c3 = widths
-        self.stem = ConvBNReLU(in_chans + 1, c1, stride=2)  # 1/2
-        self.down2 = nn.Sequential(ConvBNReLU(c1, c2, stride=2), ConvBNReLU(c2, c2))  # 1/4
-        self.down3 = nn.Sequential(
-            ConvBNReLU(c2, c3, stride=2), ConvBNReLU(c3, c3), ConvBNReLU(c3, c3)
-        )  # 1/8
+
+        def block(cin: int, cout: int, stride: int = 1) -> ConvBNReLU:
+            return ConvBNReLU(cin, cout, stride=stride, padding=padding)
+
+        self.stem = block(in_chans + 1, c1, stride=2)  # 1/2
+        self.down2 = nn.Sequential(block(c1, c2, stride=2), block(c2, c2))  # 1/4
+        self.down3 = nn.Sequential(block(c2, c3, stride=2), block(c3, c3), block(c3, c3))  # 1/8
         self.lateral = ConvBNReLU(c3, c2, kernel_size=1)
-        self.merge = ConvBNReLU(c2, c2)
+        self.merge = block(c2, c2)
 
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         x2 = self.stem(torch.cat([vis, ir], dim=1))
@@ -121,14 +140,16 @@ def lightunet(
     widths: tuple[int, int, int] = (16, 32, 64),
     squeeze_channels: int = 8,
     guide: str = "max",
+    padding: str = "zeros",
 ) -> FusionModel:
     """Real-time early-fusion U-Net; ``widths`` are the channels at 1/2, 1/4 and 1/8 resolution;
-    ``guide`` the closed-form rule the output is a residual on (:data:`ssvif_ros.models.guides.GUIDES`)."""
+    ``guide`` the closed-form rule the output is a residual on (:data:`ssvif_ros.models.guides.GUIDES`);
+    ``padding`` the encoder's border handling (:class:`ConvBNReLU`; ``replicate`` is not trained yet)."""
     widths = tuple(int(w) for w in widths)
     if len(widths) != 3:
         raise ValueError(f"lightunet widths must have 3 entries (1/2, 1/4, 1/8 resolution), got {widths}")
     return FusionModel(
-        LightUNetBackbone(in_chans, widths),
+        LightUNetBackbone(in_chans, widths, padding),
         GuidedImageDecoder(widths[1], in_chans, squeeze_channels, guide),
         in_chans=in_chans,
         feature_channels=widths[1],
