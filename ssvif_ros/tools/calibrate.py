@@ -138,7 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--from-camera-info", action="store_true", help="from the cameras' CameraInfo (a bag)")
     p.add_argument("--visible-info-topic", help="default: camera_info beside --visible-topic")
     p.add_argument("--thermal-info-topic", help="default: camera_info beside --thermal-topic")
-    p.add_argument("--rotation", type=float, nargs=9, help="thermal -> visible optical frames, row-major")
+    p.add_argument(
+        "--rotation",
+        type=float,
+        nargs=9,
+        metavar="R",
+        help="9 numbers: the thermal -> visible rotation of the optical frames, row-major (default identity)",
+    )
     args = p.parse_args(argv)
     try:
         pairs = read_pairs(args.recording, max(1, args.max_pairs), args.visible_topic, args.thermal_topic)
