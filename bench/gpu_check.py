@@ -53,10 +53,14 @@ def need_cuda(devices: int = 1) -> None:
         raise Skipped(f"needs {devices} GPUs, this machine has {torch.cuda.device_count()}")
 
 
-def need_module(name: str) -> None:
+def importable(name: str) -> bool:
     import importlib.util
 
-    if importlib.util.find_spec(name) is None:
+    return importlib.util.find_spec(name) is not None
+
+
+def need_module(name: str) -> None:
+    if not importable(name):
         raise Skipped(f"{name} is not importable")
 
 
@@ -162,7 +166,7 @@ def step_backends(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     reference, _ = timed_engine(device="cpu", backend="torch", precision="fp32")
     expected = reference.fuse(vis, ir).image.astype(int)
     cases = [("torch", "fp32"), ("torch", "fp16")]
-    if _has_trt():
+    if importable("torch_tensorrt"):
         cases.append(("tensorrt", "fp16"))
     results: dict[str, Any] = {}
     for backend, precision in cases:
@@ -176,12 +180,6 @@ def step_backends(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             "max_diff_vs_cpu_fp32": int(np.abs(image.astype(int) - expected).max()),
         }
     return results
-
-
-def _has_trt() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch_tensorrt") is not None
 
 
 def step_node(work: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -5,7 +5,8 @@ typical 640×512 thermal + VGA visible rig: :class:`~ssvif_ros.fusion.registrati
 identity (a resize) and with a mild perspective homography (a warp over cached maps), next to what would do
 the same without it in the same run: Pillow's antialiased bilinear resize, ``cv2.warpPerspective`` (maps
 computed every frame) and Pillow's ``Image.transform(PERSPECTIVE)``. Medians over ``--repeats`` after one
-warm-up, ``--threads`` OpenCV threads (1: the node shares the CPU with inference).
+warm-up, ``--threads`` OpenCV threads (1: the node shares the CPU with inference). Also a visible message
+to RGB (``to_rgb8``) per encoding, beside the per-channel numpy copies it replaced.
 
     python bench/registration.py [--repeats 200] [--threads 1] [--out runs/bench_registration.json]
 """
@@ -15,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,18 +30,16 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a source checkout
 
 from ssvif_ros.fusion.registration import Registration  # noqa: E402
 
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+from train_step import timed  # noqa: E402  (bench/train_step.py)
+
 THERMAL_SIZE, VISIBLE_SIZE = (512, 640), (480, 640)
 HOMOGRAPHY = np.array([[1.02, 0.01, -8.0], [0.005, 0.99, 4.0], [1e-5, 0.0, 1.0]])
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1e3, 3)
+    """Median milliseconds of ``repeats`` calls after one warm-up (bench/train_step.py's ``timed``)."""
+    return round(timed(fn, repeats, warmup=1)["median_s"] * 1e3, 3)
 
 
 def frames() -> dict[str, np.ndarray]:
@@ -84,6 +81,32 @@ def timings(repeats: int) -> dict[str, dict[str, float]]:
     return results
 
 
+def colour_timings(repeats: int) -> dict[str, dict[str, float]]:
+    """A 640×480 visible message to RGB (``to_rgb8``, OpenCV) beside the per-channel numpy copies it
+    replaced, per encoding."""
+    from ssvif_ros.io.image_msg import numpy_to_image, to_rgb8
+
+    rng = np.random.default_rng(1)
+    results = {}
+    for encoding, channels in (("bgr8", 3), ("bgra8", 4), ("rgba8", 4), ("mono8", 1)):
+        pixels = rng.integers(0, 256, (*VISIBLE_SIZE, channels), dtype=np.uint8)
+        msg = numpy_to_image(pixels if channels > 1 else pixels[..., 0], encoding)
+
+        def numpy_copies(p: np.ndarray = pixels, enc: str = encoding) -> np.ndarray:
+            out = np.empty((*VISIBLE_SIZE, 3), dtype=np.uint8)
+            if enc.startswith("bgr"):
+                out[..., 0], out[..., 1], out[..., 2] = p[..., 2], p[..., 1], p[..., 0]
+            else:
+                out[...] = p[..., :3] if p.shape[2] > 1 else p
+            return out
+
+        results[encoding] = {
+            "to_rgb8_ms": median_ms(lambda m=msg: to_rgb8(m), repeats),
+            "numpy_copies_ms": median_ms(numpy_copies, repeats),
+        }
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=200)
@@ -98,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "opencv": cv2.__version__,
         "machine": platform.processor() or platform.machine(),
         "median_ms": timings(args.repeats),
+        "visible_to_rgb_median_ms": colour_timings(args.repeats),
     }
     text = json.dumps(report, indent=2)
     print(text)

@@ -169,18 +169,20 @@ def describe_homography(
 ) -> CalibrationResult:
     """How well ``homography`` (from anywhere, e.g. the cameras' calibrations) aligns ``pairs``: the mean
     NMI without and with it, and the mean correction it applies."""
-    full = _Level(pairs, 1)
+    return _describe(_Level(pairs, 1), homography, len(pairs))
+
+
+def _describe(full: _Level, homography: np.ndarray, pairs: int) -> CalibrationResult:
     before, after = full.score(np.eye(3)), full.score(homography)
-    h, w = pairs[0][0].shape[:2]
-    return CalibrationResult(homography, before, after, _mean_shift(homography, (h, w)), len(pairs))
+    return CalibrationResult(homography, before, after, _mean_shift(homography, full.vis[0].shape), pairs)
 
 
 def _result(pairs: Sequence[tuple[np.ndarray, np.ndarray]], homography: np.ndarray) -> CalibrationResult:
     """The result, unless its NMI hardly stands out from the same images shifted by a quarter of their size
     (unrelated images score the same everywhere: the "optimum" is then noise)."""
     full = _Level(pairs, 1)
-    after = full.score(homography)
-    h, w = pairs[0][0].shape[:2]
+    result = _describe(full, homography, len(pairs))
+    after, (h, w) = result.nmi, pairs[0][0].shape[:2]
     shifts = ((w / 4, 0), (-w / 4, 0), (0, h / 4), (0, -h / 4))
     far = max(full.score(np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]]) @ homography) for dx, dy in shifts)
     if after - far < MIN_PEAK:
@@ -189,7 +191,7 @@ def _result(pairs: Sequence[tuple[np.ndarray, np.ndarray]], homography: np.ndarr
             "quarter image away): not the same view, or nothing visible to both; check the topics and record "
             "a scene with clear shapes"
         )
-    return describe_homography(pairs, homography)
+    return result
 
 
 def _mean_shift(homography: np.ndarray, size: tuple[int, int]) -> float:

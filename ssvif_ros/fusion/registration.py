@@ -68,6 +68,13 @@ class _Coverage:
     all_valid: bool
 
 
+def _resize_step(in_size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
+    """3×3 ``S`` taking native pixels of an ``in_size`` (H, W) image to pixels of it resized to ``out_size``
+    (pixel centres: ``x' = (x + 0.5) · W'/W − 0.5``), the step of the module docstring's convention."""
+    sx, sy = out_size[1] / in_size[1], out_size[0] / in_size[0]
+    return np.array([[sx, 0.0, (sx - 1) / 2], [0.0, sy, (sy - 1) / 2], [0.0, 0.0, 1.0]])
+
+
 def _validated_homography(homography: ArrayLike) -> np.ndarray:
     try:
         matrix = np.asarray(homography, dtype=np.float64)
@@ -193,9 +200,7 @@ class Registration:
         in_front = denom * front_sign > 1e-12
         valid = in_front & (x_src >= -0.5) & (x_src <= in_w - 0.5) & (y_src >= -0.5) & (y_src <= in_h - 0.5)
         # Inside the thermal pixel area the edge is replicated (borders do not darken); outside, 0.
-        to_resized = np.array([[out_w / in_w, 0.0, 0.0], [0.0, out_h / in_h, 0.0], [0.0, 0.0, 1.0]])
-        to_resized[:2, 2] = (to_resized[0, 0] - 1) / 2, (to_resized[1, 1] - 1) / 2
-        to_native = np.linalg.inv(to_resized) @ self._inverse
+        to_native = np.linalg.inv(_resize_step(in_size, self.output_size)) @ self._inverse
         return _Coverage(
             to_native=to_native, valid=valid, keep=valid.astype(np.uint8), all_valid=bool(valid.all())
         )
@@ -225,8 +230,6 @@ def homography_from_intrinsics(
     for name, k in (("visible", k_v), ("thermal", k_t)):
         if not (np.all(np.isfinite(k)) and k[0, 0] > 0 and k[1, 1] > 0):
             raise ValueError(f"the {name} camera matrix K needs focal lengths > 0, got {k.tolist()}")
-    (t_h, t_w), (v_h, v_w) = _validated_size(thermal_size), _validated_size(visible_size)
-    sx, sy = v_w / t_w, v_h / t_h
-    resize = np.array([[sx, 0.0, (sx - 1) / 2], [0.0, sy, (sy - 1) / 2], [0.0, 0.0, 1.0]])
+    resize = _resize_step(_validated_size(thermal_size), _validated_size(visible_size))
     homography = k_v @ r @ np.linalg.inv(k_t) @ np.linalg.inv(resize)
     return homography / homography[2, 2]

@@ -33,10 +33,12 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterEr
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from ssvif_ros.io.image_msg import ENCODINGS, _checked_array
+from ssvif_ros.io.compressed import INPUT_DECODERS, encode_compressed
+from ssvif_ros.io.image_msg import COMPRESSED_IMAGE_TYPE, ENCODINGS, IMAGE_TYPE, _checked_array
 
 __all__ = [
     "BAG_FORMATS",
+    "BAG_FORMAT_HELP",
     "CAMERA_IMAGE_TYPES",
     "COMPRESSED_IMAGE_TYPE",
     "IMAGE_TYPE",
@@ -53,9 +55,7 @@ __all__ = [
     "typestore",
 ]
 
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
-CAMERA_IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
+CAMERA_IMAGE_TYPES = tuple(INPUT_DECODERS)  # the message types a camera input may have
 STORAGES = ("mcap", "sqlite3")
 STORAGE_SUFFIXES = {"mcap": ".mcap", "sqlite3": ".db3"}
 NS_PER_S = 1_000_000_000
@@ -93,8 +93,6 @@ def _header(stamp_ns: int, frame_id: str) -> Any:
 def make_compressed_msg(array: np.ndarray, codec: str, stamp_ns: int, frame_id: str = "") -> Any:
     """A rosbags ``sensor_msgs/msg/CompressedImage`` of ``array`` (RGB uint8 or gray uint8/uint16), as
     image_transport's ``compressed`` plugin writes it (:func:`~ssvif_ros.io.compressed.encode_compressed`)."""
-    from ssvif_ros.io.compressed import encode_compressed
-
     fmt, data = encode_compressed(array, codec)
     return typestore().types[COMPRESSED_IMAGE_TYPE](
         header=_header(stamp_ns, frame_id), format=fmt, data=np.frombuffer(data, dtype=np.uint8).copy()
@@ -290,6 +288,7 @@ BAG_FORMATS = {
     "kilted": "metadata version 9 (Jazzy, Kilted and newer readers)",
     "humble": "metadata version 5 (Humble's readers, which newer ones also read)",
 }
+BAG_FORMAT_HELP = "; ".join(f"{name}: {what}" for name, what in BAG_FORMATS.items())  # for --bag-format
 _WRITER_VERSION = {"kilted": 9, "humble": 8}  # humble: v8's QoS strings, then metadata.yaml rewritten as v5
 _HUMBLE_METADATA_VERSION = 5
 

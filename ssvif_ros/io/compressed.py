@@ -20,13 +20,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ssvif_ros.io.image_msg import MalformedImage, to_rgb8, to_thermal
+from ssvif_ros.io.image_msg import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, MalformedImage, to_rgb8, to_thermal
 
 __all__ = [
     "CODECS",
-    "COMPRESSED_TYPE",
     "INPUT_DECODERS",
-    "RAW_TYPE",
     "decode_compressed",
     "encode_compressed",
     "thermal_from_compressed",
@@ -34,8 +32,6 @@ __all__ = [
 ]
 
 CODECS = ("jpeg", "jpg", "png")
-RAW_TYPE = "sensor_msgs/msg/Image"
-COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 
 
 def decode_compressed(msg: Any, topic: str = "") -> np.ndarray:
@@ -81,8 +77,8 @@ def thermal_from_compressed(msg: Any, topic: str = "") -> np.ndarray:
 
 # message type -> (visible decoder, thermal decoder), each ``(msg, topic) -> array``
 INPUT_DECODERS: dict[str, tuple[Callable[[Any, str], np.ndarray], Callable[[Any, str], np.ndarray]]] = {
-    RAW_TYPE: (to_rgb8, to_thermal),
-    COMPRESSED_TYPE: (visible_from_compressed, thermal_from_compressed),
+    IMAGE_TYPE: (to_rgb8, to_thermal),
+    COMPRESSED_IMAGE_TYPE: (visible_from_compressed, thermal_from_compressed),
 }
 
 

@@ -64,6 +64,8 @@ ENCODINGS: dict[str, EncodingInfo] = {
 }
 """Supported encodings (names as in ``sensor_msgs/image_encodings.hpp``, case-sensitive)."""
 
+IMAGE_TYPE = "sensor_msgs/msg/Image"  # the message type names, as bags and image_transport spell them
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 VISIBLE_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1")
 """Encodings :func:`to_rgb8` accepts."""
 

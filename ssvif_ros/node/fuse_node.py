@@ -56,8 +56,8 @@ from ssvif_ros.fusion.pairing import (
 from ssvif_ros.fusion.pipeline import PairDropped, PairProcessor
 from ssvif_ros.fusion.registration import Registration
 from ssvif_ros.fusion.threads import apply_threads
-from ssvif_ros.io.compressed import COMPRESSED_TYPE, INPUT_DECODERS, RAW_TYPE
-from ssvif_ros.io.image_msg import MalformedImage, fill_image
+from ssvif_ros.io.compressed import INPUT_DECODERS
+from ssvif_ros.io.image_msg import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, MalformedImage, fill_image
 from ssvif_ros.node.diagnostics import INPUTS, FusionDiagnostics, to_diagnostic_array
 from ssvif_ros.node.dispatch import NewestDispatcher
 from ssvif_ros.node.params import (
@@ -292,9 +292,9 @@ class FusionNodeCore:
         self._throttle: dict[tuple[str, str], list[float]] = {}
         self._sync = create_sync(cfg.sync_policy, cfg.sync_queue_size, cfg.sync_slop_s)
         # raw sensor_msgs/Image, or image_transport's compressed topics (JPEG/PNG, decoded with OpenCV)
-        kind, suffix = (
-            (CompressedImage, "/compressed") if cfg.input_transport == "compressed" else (Image, "")
-        )
+        compressed = cfg.input_transport == "compressed"
+        kind, suffix = (CompressedImage, "/compressed") if compressed else (Image, "")
+        self._decoders = INPUT_DECODERS[COMPRESSED_IMAGE_TYPE if compressed else IMAGE_TYPE]
         self._subs = [
             self.create_subscription(kind, VISIBLE_TOPIC + suffix, self._on_visible, in_qos),
             self.create_subscription(kind, THERMAL_TOPIC + suffix, self._on_thermal, in_qos),
@@ -415,7 +415,7 @@ class FusionNodeCore:
         if not compressed and self._too_large(index, msg.height, msg.width):
             return None
         try:
-            array = INPUT_DECODERS[COMPRESSED_TYPE if compressed else RAW_TYPE][index](msg, topic)
+            array = self._decoders[index](msg, topic)
         except MalformedImage as err:
             self.diagnostics.malformed(INPUTS[index], err.field)
             self._warn_throttled(

@@ -42,6 +42,7 @@ from ssvif_ros.cli import size_arg
 from ssvif_ros.data.image_files import DatasetError, read_infrared_raw, read_label, read_visible
 from ssvif_ros.data.pairs import PairFiles, match_pairs, resolve_layout
 from ssvif_ros.io.bags import (
+    BAG_FORMAT_HELP,
     BAG_FORMATS,
     COMPRESSED_IMAGE_TYPE,
     IMAGE_TYPE,
@@ -290,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bag-format",
         choices=tuple(BAG_FORMATS),
         default="kilted",
-        help="; ".join(f"{k}: {v}" for k, v in BAG_FORMATS.items()),
+        help=BAG_FORMAT_HELP,
     )
     p.add_argument(
         "--visible-codec",

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ssvif_ros.io.bags import BAG_FORMATS
+from ssvif_ros.io.bags import BAG_FORMAT_HELP, BAG_FORMATS
 from ssvif_ros.tools.live import RELIABILITIES, StopFlag, log, message_class, network_note, qos_profile
 
 __all__ = ["main"]
@@ -42,7 +42,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         "--bag-format",
         choices=tuple(BAG_FORMATS),
         default="kilted",
-        help="; ".join(f"{k}: {v}" for k, v in BAG_FORMATS.items()),
+        help=BAG_FORMAT_HELP,
     )
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--count", type=int, default=None, help="stop after N messages on the first topic")

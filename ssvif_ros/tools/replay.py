@@ -54,6 +54,7 @@ from ssvif_ros.fusion.pipeline import PairDropped, PairProcessor, timed_fuse
 from ssvif_ros.fusion.thermal import ThermalToU8
 from ssvif_ros.fusion.threads import apply_threads
 from ssvif_ros.io.bags import (
+    BAG_FORMAT_HELP,
     BAG_FORMATS,
     IMAGE_TYPE,
     STORAGES,
@@ -1009,7 +1010,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-every", type=int, default=1, help="fusion metrics every N pairs (0: none)")
     run.add_argument("--no-output-bag", action="store_true")
     run.add_argument("--output-storage", choices=STORAGES, default="mcap")
-    run.add_argument("--output-bag-format", choices=tuple(BAG_FORMATS), default="kilted")
+    run.add_argument(
+        "--output-bag-format", choices=tuple(BAG_FORMATS), default="kilted", help=BAG_FORMAT_HELP
+    )
     run.add_argument("--output-namespace", default="/fuse_node", help="prefix of the output topics")
     run.add_argument("--contact-frames", type=int, default=4)
     run.add_argument("--no-plots", action="store_true")
