@@ -99,12 +99,17 @@ def test_dynamic_export_runs_at_any_size(checkpoint, tmp_path):
         assert (labels != ref_labels.numpy()).mean() < 1e-2
 
 
-def test_replicate_padding_exports_and_matches_pytorch(tmp_path):
-    """lightunet with ``padding=replicate`` (docs/edge_artefact.md) goes through ONNX (a Pad in edge mode)."""
+def test_replicate_padding_and_luminance_decoder_export_and_match_pytorch(tmp_path):
+    """lightunet with ``padding=replicate`` (docs/edge_artefact.md; a Pad in edge mode) and the luminance
+    decoder, the default model's configuration, goes through ONNX; the sidecar keeps both choices."""
     torch.manual_seed(3)
-    model = create_model("lightunet", padding="replicate").eval()
+    model = create_model("lightunet", padding="replicate", correction="luminance", guide="saliency").eval()
+    with torch.no_grad():
+        model.decoder.source_weight.copy_(torch.tensor([0.4, -0.2]))  # not the identity on the rule
     weights = save_checkpoint(tmp_path / "rep.safetensors", model)
-    assert load_checkpoint(weights).model.backbone.stem[0].padding_mode == "replicate"  # kept by the sidecar
+    loaded = load_checkpoint(weights).model
+    assert loaded.backbone.stem[0].padding_mode == "replicate"
+    assert type(loaded.decoder).__name__ == "LuminanceDecoder"
     assert export_script_cli.main(["--weights", str(weights), "--out", str(tmp_path), "--size", "40x56"]) == 0
     vis, ir = torch.rand(1, 3, 40, 56), torch.rand(1, 1, 40, 56)
     (fused,) = _ort_outputs(tmp_path / "rep.onnx", vis, ir)

@@ -8,6 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ssvif_ros.models.base import FusionModel
 from ssvif_ros.models.color import rgb_to_ycbcr
+from ssvif_ros.models.guides import guide_image
 from ssvif_ros.models.lightunet import lightunet, max_luminance_guide
 from ssvif_ros.models.seafusion import SOBEL_X, SOBEL_Y, SobelGradient, seafusion
 
@@ -99,6 +100,29 @@ def test_lightunet_starts_near_its_guide() -> None:
         fused, _ = model(vis, ir)
     guide = max_luminance_guide(vis, ir)
     assert (fused - guide).abs().mean() < 0.1
+
+
+def test_luminance_decoder_starts_on_its_rule_and_keeps_the_visible_chroma() -> None:
+    """``correction: luminance`` changes the luminance only: the output's Cb, Cr are the visible image's
+    wherever no channel clips, even after the correction has been trained away from zero."""
+    torch.manual_seed(0)
+    model = lightunet(guide="saliency", correction="luminance").eval()
+    vis = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(4)) * 0.3 + 0.3
+    ir = torch.rand(1, 1, 32, 40, generator=torch.Generator().manual_seed(5)) * 0.3 + 0.2
+    with torch.no_grad():
+        fused, _ = model(vis, ir)
+        rule = guide_image("saliency", vis, ir)
+        assert (fused - rule).abs().mean() < 1e-3
+        model.decoder.source_weight.copy_(torch.tensor([0.8, -0.5]))  # a trained-looking correction
+        model.decoder.context_bias.fill_(0.3)
+        fused, _ = model(vis, ir)
+    ycc_f, ycc_v = rgb_to_ycbcr(fused), rgb_to_ycbcr(vis)
+    unclipped = ((fused > 0) & (fused < 1)).all(dim=1, keepdim=True).expand_as(ycc_f[:, 1:])
+    assert unclipped.float().mean() > 0.9
+    assert (ycc_f[:, :1] - rgb_to_ycbcr(rule)[:, :1]).abs().mean() > 0.02  # the luminance did move
+    assert torch.allclose(ycc_f[:, 1:][unclipped], ycc_v[:, 1:][unclipped], atol=1e-5)
+    with pytest.raises(ValueError, match="correction must be one of joint, luminance"):
+        lightunet(correction="split")
 
 
 def test_lightunet_rejects_bad_widths() -> None:

@@ -40,13 +40,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssvif_ros.models.base import FusionModel
-from ssvif_ros.models.guides import GUIDES, guide_image
+from ssvif_ros.models.color import rgb_to_y
+from ssvif_ros.models.guides import GUIDES, fused_luminance, guide_image
 from ssvif_ros.models.registry import register_model
 
 GUIDE_EPS = 1e-3  # keeps logit(guide) finite for black or saturated pixels
 
 
 PADDINGS = ("zeros", "replicate")
+CORRECTIONS = ("joint", "luminance")
 
 
 class ConvBNReLU(nn.Sequential):
@@ -104,15 +106,14 @@ class LightUNetBackbone(nn.Module):
 class GuidedImageDecoder(nn.Module):
     """features (B,C,h,w) + vis (B,in_chans,H,W) + ir (B,1,H,W) -> fused (B,in_chans,H,W) in (0,1).
 
-    Squeezes the features to a few channels at low resolution, upsamples them to the image size, and a
-    3×3 conv over [features, vis, ir] gives the logit-space correction of the guide (``guide``: its rule).
+    ``correction: joint`` (the checkpoints trained before 2026-12-02, session 4). Squeezes the features to
+    a few channels at low resolution, upsamples them to the image size, and a 3×3 conv over [features, vis,
+    ir] gives the logit-space correction of every channel of the guide (``guide``: its rule).
     """
 
     def __init__(self, feature_channels: int, in_chans: int, squeeze_channels: int, guide: str = "max"):
         super().__init__()
-        if guide not in GUIDES:
-            raise ValueError(f"lightunet guide must be one of {', '.join(GUIDES)}, got {guide!r}")
-        self.guide = guide
+        self.guide = _checked_guide(guide)
         self.squeeze = ConvBNReLU(feature_channels, squeeze_channels, kernel_size=1)
         self.correction = nn.Conv2d(squeeze_channels + in_chans + 1, in_chans, 3, padding=1)
         # Start near the guide (small correction) while keeping gradients flowing into the features.
@@ -129,6 +130,43 @@ class GuidedImageDecoder(nn.Module):
         return torch.sigmoid(torch.log(guide / (1.0 - guide)) + delta)
 
 
+class LuminanceDecoder(nn.Module):
+    """features (B,C,h,w) + vis (B,in_chans,H,W) + ir (B,1,H,W) -> fused (B,in_chans,H,W) in [0,1].
+
+    ``correction: luminance``: one logit-space correction of the rule's *luminance*; the visible chroma is
+    kept exactly (up to clipping), as the colour term of the fusion loss asks:
+    ``Y = sigmoid(logit(rule(Y_vis, ir)) + up(context) + a·Y_vis + b·ir)``, ``fused = vis + (Y − Y_vis)``,
+    with ``context`` (B,1,h,w) a weighted sum of the squeezed features at 1/4 resolution and ``up`` a
+    bilinear resize. Every full-resolution step works on one channel, about a third of ``joint``'s cost
+    in ONNX Runtime (BENCHMARKS.md, issue 14): the context is summed rather than convolved because ONNX
+    Runtime runs a conv's output, and the resize after it, in a layout that pads one channel to 16.
+    """
+
+    def __init__(self, feature_channels: int, squeeze_channels: int, guide: str = "max"):
+        super().__init__()
+        self.guide = _checked_guide(guide)
+        self.squeeze = ConvBNReLU(feature_channels, squeeze_channels, kernel_size=1)
+        bound = 0.1 / squeeze_channels**0.5  # a 1×1 conv's default initialisation, scaled as joint's
+        self.context_weight = nn.Parameter(torch.empty(1, squeeze_channels, 1, 1).uniform_(-bound, bound))
+        self.context_bias = nn.Parameter(torch.zeros(1))
+        self.source_weight = nn.Parameter(torch.zeros(2))  # a, b: starts on the rule
+
+    def forward(self, features: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        context = (self.squeeze(features) * self.context_weight).sum(dim=1, keepdim=True) + self.context_bias
+        y_vis = rgb_to_y(vis)
+        delta = F.interpolate(context, size=vis.shape[-2:], mode="bilinear", align_corners=False)
+        delta = delta + self.source_weight[0] * y_vis + self.source_weight[1] * ir
+        rule = fused_luminance(self.guide, y_vis, ir).clamp(GUIDE_EPS, 1.0 - GUIDE_EPS)
+        y_fused = torch.sigmoid(torch.log(rule / (1.0 - rule)) + delta)
+        return (vis + (y_fused - y_vis)).clamp(0.0, 1.0)
+
+
+def _checked_guide(guide: str) -> str:
+    if guide not in GUIDES:
+        raise ValueError(f"lightunet guide must be one of {', '.join(GUIDES)}, got {guide!r}")
+    return guide
+
+
 def max_luminance_guide(vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
     """vis (B,C,H,W) shifted to luminance max(Y_vis, ir) with its chroma kept; C = 1 gives max(vis, ir)."""
     return guide_image("max", vis, ir)
@@ -141,16 +179,24 @@ def lightunet(
     squeeze_channels: int = 8,
     guide: str = "max",
     padding: str = "zeros",
+    correction: str = "joint",
 ) -> FusionModel:
     """Real-time early-fusion U-Net; ``widths`` are the channels at 1/2, 1/4 and 1/8 resolution;
     ``guide`` the closed-form rule the output is a residual on (:data:`ssvif_ros.models.guides.GUIDES`);
-    ``padding`` the encoder's border handling (:class:`ConvBNReLU`; ``replicate`` is not trained yet)."""
+    ``padding`` the encoder's border handling (:class:`ConvBNReLU`); ``correction`` the image decoder:
+    ``joint`` (:class:`GuidedImageDecoder`) or ``luminance`` (:class:`LuminanceDecoder`, the fast one)."""
     widths = tuple(int(w) for w in widths)
     if len(widths) != 3:
         raise ValueError(f"lightunet widths must have 3 entries (1/2, 1/4, 1/8 resolution), got {widths}")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"lightunet correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
+    if correction == "joint":
+        decoder = GuidedImageDecoder(widths[1], in_chans, squeeze_channels, guide)
+    else:
+        decoder = LuminanceDecoder(widths[1], squeeze_channels, guide)
     return FusionModel(
         LightUNetBackbone(in_chans, widths, padding),
-        GuidedImageDecoder(widths[1], in_chans, squeeze_channels, guide),
+        decoder,
         in_chans=in_chans,
         feature_channels=widths[1],
     )
