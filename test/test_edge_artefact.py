@@ -25,6 +25,9 @@ def test_the_share_of_left_columns_unlike_the_reference_column(tmp_path, capsys,
     report = json.loads(capsys.readouterr().out)
     assert report["pairs"] == 2 and set(report["differing_share"]) == {"0", "16"}
     assert all(0.0 <= v <= 1.0 for values in report["differing_share"].values() for v in values)
+    assert len(report["mirror"]) == 2 and all(
+        set(m) == {"left", "right", "interior"} for m in report["mirror"]
+    )
     # the measure itself: labels equal to the reference column everywhere give 0, different ones 1
     engine = edge_artefact.FusionEngine(weights=weights, backend="torch")
     flat = type("R", (), {"labels": np.zeros((48, 64), np.uint8)})()
@@ -33,3 +36,29 @@ def test_the_share_of_left_columns_unlike_the_reference_column(tmp_path, capsys,
     assert edge_artefact.differing_share(engine, vis, ir, 0, 8, 12) == 0.0
     flat.labels[:, :8] = 1
     assert edge_artefact.differing_share(engine, vis, ir, 0, 8, 12) == 1.0
+
+
+def test_mirror_disagreement_finds_labels_that_do_not_follow_the_scene(monkeypatch):
+    """Labels fixed to the left border (whatever the frame) disagree with the mirrored frame's at both
+    edges and nowhere else; labels that are a function of the pixels agree everywhere."""
+    engine = object.__new__(edge_artefact.FusionEngine)
+    vis = np.random.default_rng(0).integers(0, 255, (24, 40, 3), dtype=np.uint8)
+    ir = vis[..., 0].copy()
+
+    def border_labels(v, i, want_labels):
+        labels = np.zeros(i.shape, np.uint8)
+        labels[:, :4] = 1
+        return type("R", (), {"labels": labels})()
+
+    monkeypatch.setattr(engine, "fuse", border_labels)
+    assert edge_artefact.mirror_disagreement(engine, vis, ir, 4) == {
+        "left": 1.0,
+        "right": 1.0,
+        "interior": 0.0,
+    }
+    monkeypatch.setattr(engine, "fuse", lambda v, i, want_labels: type("R", (), {"labels": i // 128})())
+    assert edge_artefact.mirror_disagreement(engine, vis, ir, 4) == {
+        "left": 0.0,
+        "right": 0.0,
+        "interior": 0.0,
+    }

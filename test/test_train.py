@@ -74,6 +74,12 @@ def test_tiny_run_goes_from_stage_one_to_stage_two(reference_run: Path) -> None:
     gn_fus, gn_csc = float(stage2[0]["grad_norm_fusion"]), float(stage2[0]["grad_norm_csc"])
     assert gn_fus > 0 and gn_csc > 0
     assert float(stage2[1]["w"]) == pytest.approx(gn_csc / gn_fus, rel=1e-4)  # grad_power 1, r = 1
+    assert float(stage2[1]["w"]) != pytest.approx(0.1, abs=1e-3)  # w moved: the next check means something
+    # Epochs are compared with the starting w (0.1) every epoch, not with the w that epoch trained with.
+    for r in stage2:
+        assert float(r["val_loss"]) == pytest.approx(
+            float(r["val_fusion"]) + 0.1 * float(r["val_csc"]), rel=1e-4
+        )
     summary = json.loads((reference_run / "summary.json").read_text())
     assert summary["switch_epoch"] == 2 and summary["stage"] == 2 and summary["epochs"] == 4
     steps = _rows(reference_run / "steps.csv")

@@ -5,7 +5,13 @@ For each pair of a folder, the frame is fused with ``P`` pixels of its own first
 above and to the left (cropped off again), for each ``P`` of ``--pads``; printed per ``P``: the share of the
 left ``--band`` columns whose class id differs from the id at column ``--reference`` in the same row. A
 head that follows the scene gives about the same share at every ``P``; a border artefact gives a high share
-at ``P = 0`` that falls as ``P`` grows. JSON on stdout.
+at ``P = 0`` that falls as ``P`` grows.
+
+The mirror check needs no padding: each frame is also fused mirrored left-right, and the labels mirrored
+back are compared with the frame's own. Printed per pair: the share of disagreeing pixels in the left and
+right ``--band`` columns and in the columns between. A head that follows the scene disagrees about as much
+at the edges as inside; a border artefact disagrees at both edges (what it put on the left is on the
+right after mirroring). JSON on stdout.
 
     python training/edge_artefact.py --data ../shared/data/msrs_subset --split test --count 4 \
         --weights ssvif_ros/weights/lightunet_ssvif.safetensors --pads 0,8,16,32,64
@@ -34,6 +40,19 @@ def differing_share(
     return float((labels[:, :band] != labels[:, ref : ref + 1]).mean())
 
 
+def mirror_disagreement(engine: FusionEngine, vis: np.ndarray, ir: np.ndarray, band: int) -> dict[str, float]:
+    """Share of pixels whose label changes when the frame is mirrored (and the labels mirrored back), in
+    the left and right ``band`` columns and in the interior."""
+    labels = engine.fuse(vis, ir, want_labels=True).labels
+    mirrored = engine.fuse(vis[:, ::-1].copy(), ir[:, ::-1].copy(), want_labels=True).labels[:, ::-1]
+    differ = labels != mirrored
+    return {
+        "left": float(differ[:, :band].mean()),
+        "right": float(differ[:, -band:].mean()),
+        "interior": float(differ[:, band:-band].mean()),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True)
@@ -53,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         pad: [differing_share(engine, a["vis"], a["ir"], pad, args.band, args.reference) for a in pairs]
         for pad in (int(v) for v in args.pads.split(","))
     }
-    print(
-        json.dumps({"weights": str(args.weights), "pairs": len(pairs), "differing_share": shares}, indent=1)
-    )
+    mirror = [mirror_disagreement(engine, a["vis"], a["ir"], args.band) for a in pairs]
+    report = {"weights": str(args.weights), "pairs": len(pairs), "differing_share": shares, "mirror": mirror}
+    print(json.dumps(report, indent=1))
     return 0
 
 

@@ -46,8 +46,10 @@ The recipe (SSVIF, arXiv 2509.22450)
 Choices where the paper is silent (each one is a config key)
 -------------------------------------------------------------
 - Validation loss: the loss of the current stage on the validation split (centre crops of
-  ``data.crop``, no flips): Stage I ``L_fusion``; Stage II ``L_fusion + w·L_CSC`` with this epoch's
-  ``w`` (``weights()["csc"]``, the fusion weight normalised to 1, also for uncertainty weighting).
+  ``data.crop``, no flips): Stage I ``L_fusion``; Stage II ``L_fusion + w₀·L_CSC`` with the weighting's
+  *starting* ``w₀`` (``weights()["csc"]`` before any update: GDWA's ``initial_w``, a fixed scheme's
+  ``w``), the same every epoch. (Until 2026-12-02 it was this epoch's ``w``; GDWA moves w between 0.1 and
+  1, so the best epoch was the one with the lowest w, often the first of Stage II.)
   Early stopping (``training.patience`` epochs without improvement) and ``best.safetensors`` follow it;
   at the switch to Stage II the best value and the patience counter are reset (the two stages optimise
   different objectives), so ``best.safetensors`` ends up a Stage II model whenever Stage II ran.

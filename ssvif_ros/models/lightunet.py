@@ -5,22 +5,27 @@ conv + BN + ReLU) and a one-step FPN-style decoder back to 1/4 resolution, where
 (32 channels) live; the segmentation head attaches there. The image decoder renders the full-resolution
 image from those features and the full-resolution sources.
 
-Output: a residual on a guide, ``fused = sigmoid(logit(guide) + delta)``. The guide is a closed-form
-rule of :mod:`ssvif_ros.models.guides`: ``guide="saliency"`` (Laplacian pyramid with thermal saliency) or
-``guide="max"`` (the default, kept for the checkpoints trained with it), the classic max-luminance
-fusion: the visible image shifted by ``max(Y_vis, ir) - Y_vis`` on every channel, which has
-the luminance the fusion loss asks for (the brighter source per pixel) and keeps the visible chroma
-exactly (up to clipping), so it already satisfies the intensity and colour terms. (With one input channel
-it is simply ``max(vis, ir)``.) An untrained model thus outputs a sensible fusion and all fine detail
-comes from the sources at full resolution; the network only has to learn a correction ``delta``, which
-a 3×3 conv computes from the upsampled features and the sources (so it can also sharpen edges). The
-sigmoid keeps the output in (0,1) with a non-zero gradient everywhere, unlike a clamp.
+Output: a residual on a guide. The guide is a closed-form rule of :mod:`ssvif_ros.models.guides`:
+``guide="saliency"`` (Laplacian pyramid with thermal saliency) or ``guide="max"`` (the factory default,
+kept for the checkpoints trained with it), the classic max-luminance fusion. Either is applied to the
+luminance and added to R, G and B alike, which keeps the visible chroma exactly (up to clipping), so an
+untrained model already outputs a sensible fusion that satisfies the intensity and colour terms, and all
+fine detail comes from the sources at full resolution. The network only learns a correction ``delta`` in
+logit space (the sigmoid keeps the output in (0,1) with a non-zero gradient everywhere, unlike a clamp).
+Two image decoders (``correction``):
+
+- ``joint`` (:class:`GuidedImageDecoder`, the checkpoints trained before 2026-12-02's fourth session): a
+  3×3 conv over the upsampled features and the sources corrects every colour channel;
+- ``luminance`` (:class:`LuminanceDecoder`, the default model since): one correction of the luminance,
+  from the features at 1/4 resolution plus a per-pixel term of the sources; the chroma stays the
+  visible camera's, and the decoder costs a third as much in ONNX Runtime.
 
 Any input size works: strided convs round up and every upsampling interpolates to the exact size of
 its target.
 
 Measured at 480×640, batch 1, fp32 (FlopCounterMode; eager torch 2.13 ``inference_mode`` on the 2-core
-development CPU, shared with other jobs, so medians vary with load), with the default widths (16, 32, 64):
+development CPU, shared with other jobs, so medians vary with load), with the default widths (16, 32, 64),
+the ``max`` guide and the ``joint`` decoder:
 
 - color="rgb": 119,095 parameters, 2.09 GFLOPs (1.04 GMAC; SeAFusion: 102.3 GFLOPs, 49× more);
   median 35 ms at 1 thread (28 fps), 31 ms at 2 threads on an idle CPU (32 fps).
@@ -30,7 +35,9 @@ development CPU, shared with other jobs, so medians vary with load), with the de
 
 Where the time goes (per layer, 1 thread): the full-resolution work dominates (stride-2 stem ~6 ms, the
 3×3 correction conv ~7 ms, upsampling ~4 ms); a plain 3×3 conv at 1/8 costs 1.7 ms (depthwise-separable:
-0.6 ms), so cheaper blocks there would save only ~2 ms and are not used.
+0.6 ms), so cheaper blocks there would save only ~2 ms and are not used. In ONNX Runtime the ``joint``
+decoder's 12→3 conv and the 8-channel upsampling before it took 15 + 5 ms of a 74 ms frame
+(``saliency`` guide): both run in a blocked layout that pads few channels to 16; ``luminance`` avoids them.
 """
 
 from __future__ import annotations

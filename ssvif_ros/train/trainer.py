@@ -210,6 +210,9 @@ class Trainer:
             self.weighting = create_weighting(cfg["weighting"]["name"], **cfg["weighting"]["options"])
             if isinstance(self.weighting, nn.Module):  # uncertainty: learnable log-variances
                 self.weighting.to(device)
+            # Validation weighs the task with the weighting's starting weight, the same every epoch: GDWA
+            # moves w each epoch (0.1-1), and with that w the best epoch was the one with the lowest w.
+            self.val_task_weight = self.weighting.weights()["csc"]
 
     def _build_optimiser(self) -> None:
         """One Adam over every parameter (branch and weighting parameters get no update before Stage II)."""
@@ -569,8 +572,8 @@ class Trainer:
         )
         train_time = time.perf_counter() - t_epoch
         val = self.validate(joint)
-        w_val = self.weighting.weights()["csc"] if joint else 0.0  # = w, except for learned weights
-        val_loss = (val["fusion"] + (w_val * val["csc"] if joint else 0.0)) if val else mean["total"]
+        task = self.val_task_weight * val["csc"] if joint and val else 0.0
+        val_loss = val["fusion"] + task if val else mean["total"]
         best = math.inf if s.best_val is None else s.best_val
         improved = math.isfinite(val_loss) and val_loss < best
         s.last_val = val_loss if math.isfinite(val_loss) else None
