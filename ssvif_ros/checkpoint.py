@@ -83,9 +83,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def seg_head_config(seg_head: nn.Module) -> dict[str, int]:
-    """The constructor arguments of a :class:`~ssvif_ros.models.heads.SegHead`, read off the module."""
-    return {k: int(getattr(seg_head, k)) for k in ("in_channels", "num_classes", "hidden_channels")}
+def seg_head_config(seg_head: nn.Module) -> dict[str, int | str]:
+    """The constructor arguments of a :class:`~ssvif_ros.models.heads.SegHead`, read off the module
+    (``padding`` only when it is not the default, so older readers still load zero-padded heads)."""
+    cfg: dict[str, int | str] = {
+        k: int(getattr(seg_head, k)) for k in ("in_channels", "num_classes", "hidden_channels")
+    }
+    if getattr(seg_head, "padding", "zeros") != "zeros":
+        cfg["padding"] = seg_head.padding
+    return cfg
 
 
 def save_checkpoint(

@@ -101,19 +101,24 @@ def test_dynamic_export_runs_at_any_size(checkpoint, tmp_path):
 
 def test_replicate_padding_and_luminance_decoder_export_and_match_pytorch(tmp_path):
     """lightunet with ``padding=replicate`` (docs/edge_artefact.md; a Pad in edge mode) and the luminance
-    decoder, the default model's configuration, goes through ONNX; the sidecar keeps both choices."""
+    decoder and a replicate-padded head, the default model's configuration, goes through ONNX; the sidecar
+    keeps every choice."""
     torch.manual_seed(3)
     model = create_model("lightunet", padding="replicate", correction="luminance", guide="saliency").eval()
     with torch.no_grad():
         model.decoder.source_weight.copy_(torch.tensor([0.4, -0.2]))  # not the identity on the rule
-    weights = save_checkpoint(tmp_path / "rep.safetensors", model)
-    loaded = load_checkpoint(weights).model
-    assert loaded.backbone.stem[0].padding_mode == "replicate"
-    assert type(loaded.decoder).__name__ == "LuminanceDecoder"
+    head = SegHead(model.feature_channels, num_classes=4, hidden_channels=8, padding="replicate").eval()
+    weights = save_checkpoint(tmp_path / "rep.safetensors", model, head)
+    loaded = load_checkpoint(weights)
+    assert loaded.model.backbone.stem[0].padding_mode == "replicate"
+    assert loaded.seg_head.body[0][0].padding_mode == "replicate"
+    assert type(loaded.model.decoder).__name__ == "LuminanceDecoder"
     assert export_script_cli.main(["--weights", str(weights), "--out", str(tmp_path), "--size", "40x56"]) == 0
     vis, ir = torch.rand(1, 3, 40, 56), torch.rand(1, 1, 40, 56)
-    (fused,) = _ort_outputs(tmp_path / "rep.onnx", vis, ir)
-    assert np.abs(fused - _torch_outputs(weights, vis, ir)[0].numpy()).max() < 1e-3
+    fused, labels = _ort_outputs(tmp_path / "rep.onnx", vis, ir)
+    ref_fused, ref_labels = _torch_outputs(weights, vis, ir)
+    assert np.abs(fused - ref_fused.numpy()).max() < 1e-3
+    assert (labels != ref_labels.numpy()).mean() < 1e-2
 
 
 def test_seafusion_exports_at_a_small_size(tmp_path):

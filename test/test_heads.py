@@ -105,3 +105,28 @@ def test_segformer_rejects_wrong_channel_count():
     one_channel = build_segformer("tiny", num_classes=3, num_channels=1).eval()
     with torch.no_grad():
         assert one_channel(torch.rand(1, 1, 32, 32)).shape == (1, 3, 32, 32)
+
+
+def test_seg_head_padding_is_kept_by_the_checkpoint_and_decides_the_border(tmp_path) -> None:
+    """docs/edge_artefact.md: with zeros the head's 3×3 convs give the outer feature cells a border of their
+    own (a flat input gives different logits there); replicate does not. The sidecar keeps the choice, and
+    leaves it out for zeros so heads saved before the option load as they were."""
+    from ssvif_ros.checkpoint import load_checkpoint, save_checkpoint, seg_head_config
+    from ssvif_ros.models import create_model
+
+    flat = torch.full((1, 8, 12, 16), 0.5)
+    for padding in ("zeros", "replicate"):
+        torch.manual_seed(0)
+        head = SegHead(8, num_classes=3, hidden_channels=4, padding=padding).eval()
+        with torch.no_grad():
+            logits = head(flat)
+        spread = (logits - logits[:, :, 6:7, 8:9]).abs().amax().item()
+        assert (spread < 1e-6) if padding == "replicate" else (spread > 1e-4)
+    assert "padding" not in seg_head_config(SegHead(8, padding="zeros"))
+    model = create_model("lightunet")
+    weights = save_checkpoint(
+        tmp_path / "m.safetensors", model, SegHead(model.feature_channels, 3, 4, "replicate")
+    )
+    assert load_checkpoint(weights).seg_head.body[0][0].padding_mode == "replicate"
+    with pytest.raises(ValueError, match="padding must be one of zeros, replicate"):
+        SegHead(8, padding="reflect")

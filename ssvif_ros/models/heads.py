@@ -10,11 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+PADDINGS = ("zeros", "replicate")
 
-def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+
+def _conv_bn_relu(in_channels: int, out_channels: int, padding: str) -> nn.Sequential:
     # No conv bias: the BatchNorm shift that follows makes it redundant.
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, padding_mode=padding, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
@@ -25,9 +27,15 @@ class SegHead(nn.Module):
 
     ``forward(features (B, in_channels, h, w), size=(H, W)) -> logits (B, num_classes, H, W)``, upsampled
     bilinearly (align_corners=False) to ``size``; ``size=None`` keeps the feature resolution (h, w).
+    ``padding``: what the 3×3 convs see beyond the border, ``zeros`` (the checkpoints trained before
+    2026-12-02's fourth session) or ``replicate``: with zeros the two convs give the outer two feature
+    cells (8 px at 1/4 resolution) a border of their own, which trained heads label as a class
+    (docs/edge_artefact.md).
     """
 
-    def __init__(self, in_channels: int, num_classes: int = 9, hidden_channels: int = 64):
+    def __init__(
+        self, in_channels: int, num_classes: int = 9, hidden_channels: int = 64, padding: str = "zeros"
+    ):
         super().__init__()
         for name, value in (
             ("in_channels", in_channels),
@@ -36,12 +44,15 @@ class SegHead(nn.Module):
         ):
             if value < 1:
                 raise ValueError(f"SegHead: {name} must be >= 1, got {value}")
+        if padding not in PADDINGS:
+            raise ValueError(f"SegHead: padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.hidden_channels = hidden_channels
+        self.padding = padding
         self.body = nn.Sequential(
-            _conv_bn_relu(in_channels, hidden_channels),
-            _conv_bn_relu(hidden_channels, hidden_channels),
+            _conv_bn_relu(in_channels, hidden_channels, padding),
+            _conv_bn_relu(hidden_channels, hidden_channels, padding),
         )
         self.classifier = nn.Conv2d(hidden_channels, num_classes, kernel_size=1)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ssvif_ros.config import ConfigError, diff_configs, load_config, parse_override, set_dotted
 from ssvif_ros.models.guides import GUIDES
+from ssvif_ros.models.heads import PADDINGS as HEAD_PADDINGS
 from ssvif_ros.train.losses import CSC_BALANCES, FusionLoss
 
 DEFAULTS: dict[str, Any] = {
@@ -29,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
         "stage1_max_epochs": None,  # force the switch after this many Stage I epochs (null: off)
         "num_classes": 9,
         "seg_head_hidden": 64,
+        "seg_head_padding": "zeros",  # zeros | replicate (the SegHead's 3×3 convs; docs/edge_artefact.md)
         "segformer": "b3",  # preset of ssvif_ros.models.segformer (b0, b3, tiny)
         "segformer_overrides": {},  # SegformerConfig fields (free-form)
         "grad_analysis": False,  # log the projection coefficient of g_csc on g_fusion
@@ -188,6 +190,8 @@ def check_config(cfg: dict[str, Any]) -> None:
     need(supervision in ("csc", "labels"), "ssvif.supervision", "must be csc or labels")
     need(cfg["ssvif"]["csc_balance"] in CSC_BALANCES, "ssvif.csc_balance", f"must be one of {CSC_BALANCES}")
     need(cfg["ssvif"]["csc_marginal_entropy"] >= 0, "ssvif.csc_marginal_entropy", "must be >= 0")
+    padding = cfg["ssvif"]["seg_head_padding"]
+    need(padding in HEAD_PADDINGS, "ssvif.seg_head_padding", f"must be one of {HEAD_PADDINGS}")
     need(cfg["loss"]["target"] in GUIDES, "loss.target", f"must be one of {GUIDES}")
     if supervision == "labels":
         need(

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ssvif_ros.models import SegHead
 from ssvif_ros.train.losses import FusionLoss
 
 
@@ -53,6 +54,11 @@ class TrainingFramework:
     def build_modules(self) -> dict[str, nn.Module]:
         """Training-only modules, built in this order (the RNG draws of a run depend on it)."""
         return {}
+
+    def build_seg_head(self) -> SegHead:
+        """The feature-level segmentation head as the ``ssvif`` config section describes it."""
+        s = self.cfg["ssvif"]
+        return SegHead(self.feature_channels, s["num_classes"], s["seg_head_hidden"], s["seg_head_padding"])
 
     def branch_outputs(
         self, modules: dict[str, nn.Module], fused: torch.Tensor, features: torch.Tensor

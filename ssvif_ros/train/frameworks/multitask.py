@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ssvif_ros.models import SegHead
 from ssvif_ros.train.frameworks.base import TrainingFramework
 from ssvif_ros.train.losses import labelled_ce_dice
 
@@ -31,8 +30,7 @@ class MultiTaskVIF(TrainingFramework):
     needs_labels = True
 
     def build_modules(self) -> dict[str, nn.Module]:
-        s = self.cfg["ssvif"]
-        return {"seg_head": SegHead(self.feature_channels, s["num_classes"], s["seg_head_hidden"])}
+        return {"seg_head": self.build_seg_head()}
 
     def branch_outputs(
         self, modules: dict[str, nn.Module], fused: torch.Tensor, features: torch.Tensor

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ssvif_ros.models import SegHead
 from ssvif_ros.train.config import csc_options
 from ssvif_ros.train.frameworks.base import TrainingFramework
 from ssvif_ros.train.losses import csc_loss
@@ -26,7 +25,7 @@ class SSVIF(TrainingFramework):
         from ssvif_ros.models.segformer import build_segformer  # pulls in transformers: only when needed
 
         s = self.cfg["ssvif"]
-        seg_head = SegHead(self.feature_channels, s["num_classes"], s["seg_head_hidden"])
+        seg_head = self.build_seg_head()
         segformer = build_segformer(s["segformer"], s["num_classes"], **s["segformer_overrides"])
         return {"seg_head": seg_head, "segformer": segformer}
 
