@@ -19,9 +19,9 @@ Every case reports per backend: p50 / p95 latency (ms), frames/s at the p50, ``s
 backend p50 (same model, size and threads, same run) and ``max_abs_diff`` = the largest absolute
 difference of the fused (1,3,H,W) output in [0, 1] from eager's on the same random input.
 
-Weights: lightunet uses the shipped checkpoint when there is one (real BatchNorm statistics); other models
-are untrained, with their BatchNorm statistics and affine terms set to seeded random values so folding is
-exercised as with trained weights. swinfusion is slow (seconds per 256×256 frame): it runs only when
+Weights: lightunet uses the shipped checkpoint when there is one (real BatchNorm statistics), or the one
+given with ``--weights``; other models are untrained, with their BatchNorm statistics and affine terms set
+to seeded random values so folding is exercised as with trained weights. swinfusion is slow (seconds per 256×256 frame): it runs only when
 named in ``--models`` and only at sizes up to 256×256.
 
 Prints one JSON document on stdout (progress on stderr):
@@ -81,8 +81,13 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
                     module.bias.copy_(0.4 * torch.rand(n, generator=gen) - 0.2)
 
 
-def load_model(name: str, untrained: bool, cfg: dict | None = None) -> tuple[nn.Module, str]:
-    """The model in eval mode and a note on its weights; ``cfg``: factory arguments of an untrained one."""
+def load_model(
+    name: str, untrained: bool, cfg: dict | None = None, weights: Path | None = None
+) -> tuple[nn.Module, str]:
+    """The model in eval mode and a note on its weights; ``cfg``: factory arguments of an untrained one;
+    ``weights``: a lightunet checkpoint to time instead of the shipped one."""
+    if name == "lightunet" and weights is not None:
+        return load_checkpoint(weights).model.eval(), f"checkpoint {weights}"
     weights = default_weights()
     if name == "lightunet" and weights is not None and not untrained and not cfg:
         return load_checkpoint(weights).model.eval(), f"shipped checkpoint {weights.name}"
@@ -186,7 +191,7 @@ def benchmark_model(name: str, args: argparse.Namespace) -> dict:
     """One record per model: a case per (size, threads) with a result per backend."""
     record: dict = {"model": name, "cases": []}
     try:
-        model, weights_note = load_model(name, args.untrained, dict(args.model_cfg))
+        model, weights_note = load_model(name, args.untrained, dict(args.model_cfg), args.weights)
     except Exception as exc:  # an unknown or broken model: say so and go on with the others
         record["error"] = f"could not build {name!r}: {type(exc).__name__}: {exc}"
         print(record["error"], file=sys.stderr)
@@ -246,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--untrained", action="store_true", help="lightunet untrained, not the shipped weights"
     )
+    parser.add_argument("--weights", type=Path, help="lightunet: this checkpoint, not the shipped one")
     parser.add_argument(
         "--model-cfg",
         type=lambda text: tuple(text.split("=", 1)),
