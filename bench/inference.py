@@ -21,8 +21,8 @@ difference of the fused (1,3,H,W) output in [0, 1] from eager's on the same rand
 
 Weights: lightunet uses the shipped checkpoint when there is one (real BatchNorm statistics), or the one
 given with ``--weights``; other models are untrained, with their BatchNorm statistics and affine terms set
-to seeded random values so folding is exercised as with trained weights. swinfusion is slow (seconds per 256×256 frame): it runs only when
-named in ``--models`` and only at sizes up to 256×256.
+to seeded random values so folding is exercised as with trained weights. swinfusion is slow (seconds per
+256×256 frame): it runs only when named in ``--models`` and only at sizes up to 256×256.
 
 Prints one JSON document on stdout (progress on stderr):
 

@@ -96,3 +96,14 @@ def test_full_size_frame_sanity() -> None:
     colours = overlay.colorize(labels)
     expected = np.floor(image * (1 - 102 / 256) + colours * (102 / 256) + 0.5)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_report_titles_leave_the_overlay_legend_corner_alone() -> None:
+    """The demo's and replay's tiles put their titles at the bottom-left: the top-left corner of an
+    overlay is where its class legend is drawn."""
+    from ssvif_ros.eval.report import labelled
+
+    image = np.full((240, 320, 3), 128, np.uint8)
+    tile = np.asarray(labelled(image, "overlay: lightunet_ssvif"))
+    assert (tile[:120, :] == 128).all()
+    assert (tile[-40:, :160] != 128).any()

@@ -7,13 +7,16 @@ from PIL import Image, ImageDraw, ImageFont
 
 
 def labelled(image: np.ndarray, text: str) -> Image.Image:
-    """The image (H×W or H×W×3 uint8) as RGB with ``text`` on a dark band at the top-left."""
+    """The image (H×W or H×W×3 uint8) as RGB with ``text`` on a dark band at the bottom-left (the top-left
+    corner of an overlay holds its class legend)."""
     pil = Image.fromarray(image).convert("RGB")
     draw = ImageDraw.Draw(pil)
     font = ImageFont.load_default(size=max(12, pil.height // 20))
-    box = draw.textbbox((8, 6), text, font=font)
+    height = draw.textbbox((0, 0), text, font=font)[3]
+    origin = (8, pil.height - height - 8)
+    box = draw.textbbox(origin, text, font=font)
     draw.rectangle((box[0] - 5, box[1] - 4, box[2] + 5, box[3] + 4), fill=(0, 0, 0))
-    draw.text((8, 6), text, fill=(255, 255, 0), font=font)
+    draw.text(origin, text, fill=(255, 255, 0), font=font)
     return pil
 
 
