@@ -88,9 +88,9 @@ def load_model(
     ``weights``: a lightunet checkpoint to time instead of the shipped one."""
     if name == "lightunet" and weights is not None:
         return load_checkpoint(weights).model.eval(), f"checkpoint {weights}"
-    weights = default_weights()
-    if name == "lightunet" and weights is not None and not untrained and not cfg:
-        return load_checkpoint(weights).model.eval(), f"shipped checkpoint {weights.name}"
+    shipped = default_weights()
+    if name == "lightunet" and shipped is not None and not untrained and not cfg:
+        return load_checkpoint(shipped).model.eval(), f"shipped checkpoint {shipped.name}"
     torch.manual_seed(0)
     model = create_model(name, **(cfg or {}))
     randomize_batchnorm(model)
@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         help="ONNX export cache (default $SSVIF_ROS_CACHE or /tmp/ssvif_ros_bench_cache)",
     )
     args = parser.parse_args(argv)  # argparse applies `type` to the string defaults too
+    if args.weights is not None and (args.untrained or args.model_cfg):
+        parser.error("--weights times that checkpoint: leave out --untrained and --model-cfg")
     if BASELINE not in args.backends:
         args.backends = [BASELINE, *args.backends]
 

@@ -80,4 +80,6 @@ def test_the_shipped_default_labels_follow_the_scene_at_the_edges(tmp_path):
     ]
     edges = np.mean([max(s["left"], s["right"]) for s in shares])
     interior = np.mean([s["interior"] for s in shares])
-    assert edges < 0.5, f"edge bands disagree on {edges:.2f} of their pixels (interior {interior:.2f})"
+    # measured: 0.27 at the edges against 0.10 inside (the previous default: 0.99 against 0.10)
+    message = f"edge bands disagree on {edges:.2f} of their pixels (inside {interior:.2f})"
+    assert edges - interior < 0.3, message

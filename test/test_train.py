@@ -117,6 +117,32 @@ def test_checkpoint_rebuilds_from_its_sidecar(reference_run: Path) -> None:
     assert not any(k.startswith("segformer.") for k in load_file(reference_run / "last.safetensors"))
 
 
+@pytest.mark.parametrize("saved_by_old_code", [False, True])
+def test_resume_keeps_the_best_loss_only_if_it_used_the_same_task_weight(
+    reference_run: Path, tmp_path: Path, saved_by_old_code: bool
+) -> None:
+    """A Stage II state saved before the validation weight was fixed (no ``best_val_task_weight``) holds a
+    best loss computed with that epoch's w: resuming it must not compare against it."""
+    import shutil
+
+    from ssvif_ros.train.trainer import Trainer
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run, run_dir)
+    for late in (run_dir / "state").glob("e0004-*"):
+        late.unlink()  # resume from the middle of epoch 3, in Stage II
+    side = run_dir / "state" / "e0003-s000005.json"
+    meta = json.loads(side.read_text())
+    assert meta["trainer"]["stage"] == 2 and meta["trainer"]["best_val_task_weight"] == pytest.approx(0.1)
+    if saved_by_old_code:
+        del meta["trainer"]["best_val_task_weight"]
+        side.write_text(json.dumps(meta))
+    cfg = train_config.resolve_config(None, [], resume=run_dir)
+    state = Trainer(cfg, resume=True).state
+    assert (state.best_val is None) == saved_by_old_code
+    assert state.best_val_task_weight == (None if saved_by_old_code else pytest.approx(0.1))
+
+
 def test_resume_after_kill_reproduces_the_uninterrupted_run(
     tiny_data: Path, reference_run: Path, tmp_path: Path
 ) -> None:

@@ -42,7 +42,9 @@ def differing_share(
 
 def mirror_disagreement(engine: FusionEngine, vis: np.ndarray, ir: np.ndarray, band: int) -> dict[str, float]:
     """Share of pixels whose label changes when the frame is mirrored (and the labels mirrored back), in
-    the left and right ``band`` columns and in the interior."""
+    the left and right ``band`` columns and in the interior (0 < ``band`` < width / 2)."""
+    if not 0 < band < vis.shape[1] // 2:
+        raise ValueError(f"band must be between 1 and half the width ({vis.shape[1] // 2 - 1}), got {band}")
     labels = engine.fuse(vis, ir, want_labels=True).labels
     mirrored = engine.fuse(vis[:, ::-1].copy(), ir[:, ::-1].copy(), want_labels=True).labels[:, ::-1]
     differ = labels != mirrored

@@ -13,6 +13,10 @@ from torch import nn
 
 from ssvif_ros.models.color import infrared_single_channel
 
+# What a 3×3 conv sees beyond the image border (lightunet's encoder, the SegHead): the zeros of the
+# checkpoints trained before 2026-12-02's fourth session, or the edge pixel (docs/edge_artefact.md).
+PADDINGS = ("zeros", "replicate")
+
 
 class SharedTrunk(nn.Module):
     """MultiTaskVIF's shared trunk, (B,C,h,w) -> (B,C,h,w): ``x + f(x)`` with ``f`` two 3×3 conv-BN-ReLU

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PADDINGS = ("zeros", "replicate")
+from ssvif_ros.models.base import PADDINGS
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, padding: str) -> nn.Sequential:

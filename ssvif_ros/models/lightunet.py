@@ -11,7 +11,8 @@ kept for the checkpoints trained with it), the classic max-luminance fusion. Eit
 luminance and added to R, G and B alike, which keeps the visible chroma exactly (up to clipping), so an
 untrained model already outputs a sensible fusion that satisfies the intensity and colour terms, and all
 fine detail comes from the sources at full resolution. The network only learns a correction ``delta`` in
-logit space (the sigmoid keeps the output in (0,1) with a non-zero gradient everywhere, unlike a clamp).
+logit space (the sigmoid keeps the corrected values in (0,1) with a non-zero gradient everywhere, unlike a
+clamp; the luminance decoder clamps R, G, B only where adding the luminance change leaves [0,1]).
 Two image decoders (``correction``):
 
 - ``joint`` (:class:`GuidedImageDecoder`, the checkpoints trained before 2026-12-02's fourth session): a
@@ -46,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssvif_ros.models.base import FusionModel
+from ssvif_ros.models.base import PADDINGS, FusionModel
 from ssvif_ros.models.color import rgb_to_y
 from ssvif_ros.models.guides import GUIDES, fused_luminance, guide_image
 from ssvif_ros.models.registry import register_model
@@ -54,7 +55,6 @@ from ssvif_ros.models.registry import register_model
 GUIDE_EPS = 1e-3  # keeps logit(guide) finite for black or saturated pixels
 
 
-PADDINGS = ("zeros", "replicate")
 CORRECTIONS = ("joint", "luminance")
 
 
@@ -133,8 +133,7 @@ class GuidedImageDecoder(nn.Module):
             self.squeeze(features), size=vis.shape[-2:], mode="bilinear", align_corners=False
         )
         delta = self.correction(torch.cat([context, vis, ir], dim=1))
-        guide = guide_image(self.guide, vis, ir).clamp(GUIDE_EPS, 1.0 - GUIDE_EPS)
-        return torch.sigmoid(torch.log(guide / (1.0 - guide)) + delta)
+        return logit_residual(guide_image(self.guide, vis, ir), delta)
 
 
 class LuminanceDecoder(nn.Module):
@@ -163,9 +162,14 @@ class LuminanceDecoder(nn.Module):
         y_vis = rgb_to_y(vis)
         delta = F.interpolate(context, size=vis.shape[-2:], mode="bilinear", align_corners=False)
         delta = delta + self.source_weight[0] * y_vis + self.source_weight[1] * ir
-        rule = fused_luminance(self.guide, y_vis, ir).clamp(GUIDE_EPS, 1.0 - GUIDE_EPS)
-        y_fused = torch.sigmoid(torch.log(rule / (1.0 - rule)) + delta)
+        y_fused = logit_residual(fused_luminance(self.guide, y_vis, ir), delta)
         return (vis + (y_fused - y_vis)).clamp(0.0, 1.0)
+
+
+def logit_residual(guide: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``sigmoid(logit(guide) + delta)``, the guide kept GUIDE_EPS away from 0 and 1; same shape."""
+    guide = guide.clamp(GUIDE_EPS, 1.0 - GUIDE_EPS)
+    return torch.sigmoid(torch.log(guide / (1.0 - guide)) + delta)
 
 
 def _checked_guide(guide: str) -> str:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ssvif_ros.config import ConfigError, diff_configs, load_config, parse_override, set_dotted
+from ssvif_ros.models.base import PADDINGS
 from ssvif_ros.models.guides import GUIDES
-from ssvif_ros.models.heads import PADDINGS as HEAD_PADDINGS
 from ssvif_ros.train.losses import CSC_BALANCES, FusionLoss
 
 DEFAULTS: dict[str, Any] = {
@@ -191,7 +191,7 @@ def check_config(cfg: dict[str, Any]) -> None:
     need(cfg["ssvif"]["csc_balance"] in CSC_BALANCES, "ssvif.csc_balance", f"must be one of {CSC_BALANCES}")
     need(cfg["ssvif"]["csc_marginal_entropy"] >= 0, "ssvif.csc_marginal_entropy", "must be >= 0")
     padding = cfg["ssvif"]["seg_head_padding"]
-    need(padding in HEAD_PADDINGS, "ssvif.seg_head_padding", f"must be one of {HEAD_PADDINGS}")
+    need(padding in PADDINGS, "ssvif.seg_head_padding", f"must be one of {PADDINGS}")
     need(cfg["loss"]["target"] in GUIDES, "loss.target", f"must be one of {GUIDES}")
     if supervision == "labels":
         need(

@@ -73,6 +73,7 @@ class TrainerState:
     switch_epoch: int | None = None
     stage1_losses: list[float] = field(default_factory=list)
     best_val: float | None = None
+    best_val_task_weight: float | None = None  # the task weight best_val was computed with (Stage II)
     bad_epochs: int = 0
     last_val: float | None = None
     nonfinite_run: int = 0
@@ -206,6 +207,7 @@ class Trainer:
         self.branches = {k: m.to(device) for k, m in self.framework.build_modules().items()}
         self.modules: dict[str, nn.Module] = {"model": self.model, **self.branches}
         self.weighting = None
+        self.val_task_weight: float | None = None
         if self.framework.has_task:
             self.weighting = create_weighting(cfg["weighting"]["name"], **cfg["weighting"]["options"])
             if isinstance(self.weighting, nn.Module):  # uncertainty: learnable log-variances
@@ -245,6 +247,14 @@ class Trainer:
             random.seed(cfg["seed"] + 1 + d.rank)
         if str(state.finished).startswith("training.max_epochs") and state.epoch < self.tr["max_epochs"]:
             state.finished = None  # resumed with a larger training.max_epochs: carry on
+        if (
+            state.stage == 2
+            and state.best_val is not None
+            and state.best_val_task_weight != self.val_task_weight
+        ):
+            # a state saved before 2026-12-02 compared epochs with each epoch's own w: not comparable
+            log(d, "the saved best validation loss used another task weight: the next epoch sets a new best")
+            state.best_val, state.best_val_task_weight, state.bad_epochs = None, None, 0
         return state
 
     # ------------------------------------------------------------------------------------- the loop
@@ -579,6 +589,7 @@ class Trainer:
         s.last_val = val_loss if math.isfinite(val_loss) else None
         if improved:
             s.best_val, s.bad_epochs = val_loss, 0
+            s.best_val_task_weight = self.val_task_weight if joint else None
         else:
             s.bad_epochs += 1
         row = {
