@@ -89,7 +89,7 @@ def seg_head_config(seg_head: nn.Module) -> dict[str, int | str]:
     cfg: dict[str, int | str] = {
         k: int(getattr(seg_head, k)) for k in ("in_channels", "num_classes", "hidden_channels")
     }
-    if getattr(seg_head, "padding", "zeros") != "zeros":
+    if seg_head.padding != "zeros":
         cfg["padding"] = seg_head.padding
     return cfg
 

@@ -13,9 +13,35 @@ from torch import nn
 
 from ssvif_ros.models.color import infrared_single_channel
 
-# What a 3×3 conv sees beyond the image border (lightunet's encoder, the SegHead): the zeros of the
+# What a conv sees beyond the image border (lightunet's encoder, the SegHead): the zeros of the
 # checkpoints trained before 2026-12-02's fourth session, or the edge pixel (docs/edge_artefact.md).
 PADDINGS = ("zeros", "replicate")
+
+
+class ConvBNReLU(nn.Sequential):
+    """k×k conv (no bias: the BN shift makes it redundant) + BN + ReLU, foldable into one conv for export:
+    (B,cin,H,W) -> (B,cout,H/s,W/s). The building block of lightunet and the SegHead.
+
+    ``padding`` (:data:`PADDINGS`): ``replicate`` lets the border look like image content; with ``zeros``
+    a stride-2 conv pads an even-sized input on the left and top only, and trained label-free heads gave
+    those borders an id of their own (docs/edge_artefact.md)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, kernel_size: int = 3, padding: str = "zeros"):
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+        super().__init__(
+            nn.Conv2d(
+                cin,
+                cout,
+                kernel_size,
+                stride=stride,
+                padding=kernel_size // 2,
+                padding_mode=padding,
+                bias=False,
+            ),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
 
 
 class SharedTrunk(nn.Module):

@@ -1,7 +1,8 @@
-"""The training-only segmentation head that reads a fusion model's features (the SSVIF fused-feature branch).
+"""The segmentation head that reads a fusion model's features (the SSVIF fused-feature branch).
 
-Its logits are one of the two branches compared by the cross-segmentation consistency loss
-(:func:`ssvif_ros.train.losses.csc_loss`); the head is dropped at deployment, so it is kept small.
+In training its logits are one of the two branches compared by the cross-segmentation consistency loss
+(:func:`ssvif_ros.train.losses.csc_loss`), or MultiTaskVIF's segmentation path; at deployment the node,
+the replay and ``ssvif-fuse`` run it for the segmentation and overlay outputs, so it is kept small.
 """
 
 from __future__ import annotations
@@ -10,16 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssvif_ros.models.base import PADDINGS
-
-
-def _conv_bn_relu(in_channels: int, out_channels: int, padding: str) -> nn.Sequential:
-    # No conv bias: the BatchNorm shift that follows makes it redundant.
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, padding_mode=padding, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+from ssvif_ros.models.base import ConvBNReLU
 
 
 class SegHead(nn.Module):
@@ -44,15 +36,13 @@ class SegHead(nn.Module):
         ):
             if value < 1:
                 raise ValueError(f"SegHead: {name} must be >= 1, got {value}")
-        if padding not in PADDINGS:
-            raise ValueError(f"SegHead: padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.hidden_channels = hidden_channels
         self.padding = padding
         self.body = nn.Sequential(
-            _conv_bn_relu(in_channels, hidden_channels, padding),
-            _conv_bn_relu(hidden_channels, hidden_channels, padding),
+            ConvBNReLU(in_channels, hidden_channels, padding=padding),
+            ConvBNReLU(hidden_channels, hidden_channels, padding=padding),
         )
         self.classifier = nn.Conv2d(hidden_channels, num_classes, kernel_size=1)
 

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssvif_ros.models.base import PADDINGS, FusionModel
+from ssvif_ros.models.base import ConvBNReLU, FusionModel
 from ssvif_ros.models.color import rgb_to_y
 from ssvif_ros.models.guides import GUIDES, fused_luminance, guide_image
 from ssvif_ros.models.registry import register_model
@@ -56,31 +56,6 @@ GUIDE_EPS = 1e-3  # keeps logit(guide) finite for black or saturated pixels
 
 
 CORRECTIONS = ("joint", "luminance")
-
-
-class ConvBNReLU(nn.Sequential):
-    """k×k conv (no bias) + BN + ReLU, foldable into one conv for export: (B,cin,H,W) -> (B,cout,H/s,W/s).
-
-    ``padding``: what the conv sees beyond the border: ``zeros`` (the shipped checkpoints) or ``replicate``
-    (the edge pixel; docs/edge_artefact.md: a stride-2 conv pads an even-sized input on the left and top
-    only, so with zeros those borders look like no image content and the trained heads named them)."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1, kernel_size: int = 3, padding: str = "zeros"):
-        if padding not in PADDINGS:
-            raise ValueError(f"lightunet padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
-        super().__init__(
-            nn.Conv2d(
-                cin,
-                cout,
-                kernel_size,
-                stride=stride,
-                padding=kernel_size // 2,
-                padding_mode=padding,
-                bias=False,
-            ),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-        )
 
 
 class LightUNetBackbone(nn.Module):
