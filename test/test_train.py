@@ -278,6 +278,19 @@ def test_plain_fusion_training_has_no_branches(tiny_data: Path, tmp_path: Path, 
         assert meta["config"]["framework"] == "ssvif" and w["w_color"] > 0
 
 
+def test_step_schedule_scales_every_group_at_its_milestones(tiny_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "steps"
+    extra = ["ssvif.two_stage=false", "training.max_epochs=3", "training.max_steps_per_epoch=1"]
+    extra += ["training.lr=1e-3", "training.seg_lr=4e-4"]
+    extra += ["training.lr_milestones=[1,2]", "training.lr_gamma=0.5"]
+    assert train_cli.main(_args(tiny_data, run_dir, *extra)) == 0
+    lrs = [float(r["lr"]) for r in _rows(run_dir / "metrics.csv")]
+    assert lrs == pytest.approx([1e-3, 5e-4, 2.5e-4])
+    _, meta = load_train_state(latest_train_state(run_dir / "state"))
+    groups = {g["name"]: g for g in meta["optimizer"]["param_groups"]}
+    assert groups["seg"]["lr"] == pytest.approx(1e-4) and groups["seg"]["base_lr"] == pytest.approx(4e-4)
+
+
 @pytest.mark.parametrize(
     "extra",
     [
@@ -314,6 +327,7 @@ def test_config_errors_name_the_key(
         "training=3": "training is a section",
         "nonsense": "not of the form dotted.key=value",
         "model.color=gray": "model.color must be rgb or y",
+        "training.lr_milestones=[0]": "training.lr_milestones must be a list of epochs >= 1",
     }
     for override, message in cases.items():
         assert train_cli.main(_args(tiny_data, tmp_path / "never", override)) == 2, override

@@ -69,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
         "patience": 10,
         "lr": 1e-4,
         "seg_lr": None,  # null: training.lr
+        "lr_milestones": [],  # epochs at which every learning rate is multiplied by lr_gamma
+        "lr_gamma": 0.1,
         "betas": [0.9, 0.999],
         "weight_decay": 0.0,
         "grad_clip": None,  # max gradient norm (null: no clipping)
@@ -208,6 +210,13 @@ def check_config(cfg: dict[str, Any]) -> None:
     need(cfg["data"]["crop"] >= cfg["loss"]["ssim_win_size"], "data.crop", "must be >= loss.ssim_win_size")
     need(0.0 <= cfg["data"]["val_fraction"] < 1.0, "data.val_fraction", "must be in [0, 1)")
     need(cfg["training"]["batch_size"] >= 1, "training.batch_size", "must be >= 1")
+    milestones = cfg["training"]["lr_milestones"]
+    need(
+        isinstance(milestones, list) and all(isinstance(m, int) and m >= 1 for m in milestones),
+        "training.lr_milestones",
+        f"must be a list of epochs >= 1, got {milestones!r}",
+    )
+    need(0.0 < float(cfg["training"]["lr_gamma"]) <= 1.0, "training.lr_gamma", "must be in (0, 1]")
     need(cfg["weighting"]["gdwa_measure_every"] >= 1, "weighting.gdwa_measure_every", "must be >= 1")
     need(cfg["training"]["checkpoint_every_steps"] >= 1, "training.checkpoint_every_steps", "must be >= 1")
     need(cfg["training"]["max_nonfinite_steps"] >= 1, "training.max_nonfinite_steps", "must be >= 1")

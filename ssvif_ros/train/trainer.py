@@ -228,6 +228,8 @@ class Trainer:
         self.opt = torch.optim.Adam(
             groups, lr=tr["lr"], betas=tuple(tr["betas"]), weight_decay=tr["weight_decay"]
         )
+        for group in self.opt.param_groups:
+            group["base_lr"] = group["lr"]  # the step schedule scales this (saved with the optimiser)
         self.use_amp = self.d.device.type == "cuda" and self.cfg["system"]["amp"]
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.all_params = [p for g in self.opt.param_groups for p in g["params"]]
@@ -343,7 +345,7 @@ class Trainer:
         s, bs, d = self.state, self.tr["batch_size"], self.d
         joint = s.stage == 2
         w = self.weighting.weights()["csc"] if joint else 0.0
-        lr = self.opt.param_groups[0]["lr"]
+        lr = self._set_epoch_lr(epoch)
         self.sampler.set_epoch(epoch)
         positions = list(self.sampler)[: self.steps_per_epoch * bs]
         start = s.step_in_epoch
@@ -380,6 +382,14 @@ class Trainer:
         return self.end_epoch(epoch, joint, w, lr, t_epoch, images)
 
     # ------------------------------------------------------------------------------------ one step
+
+    def _set_epoch_lr(self, epoch: int) -> float:
+        """Every group's learning rate for ``epoch``: its base times lr_gamma per milestone reached (a
+        function of the epoch alone, so a resumed run matches); returns the first group's."""
+        passed = sum(epoch >= m for m in self.tr["lr_milestones"])
+        for group in self.opt.param_groups:
+            group["lr"] = group["base_lr"] * float(self.tr["lr_gamma"]) ** passed
+        return self.opt.param_groups[0]["lr"]
 
     def forward(self, batch: dict[str, Any], joint: bool, train: bool = True) -> StepLosses:
         """The fusion model (and, joint, the framework's modules) on ``batch``; named losses in float32."""
@@ -791,6 +801,8 @@ class Trainer:
             state = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
             module.load_state_dict(state, strict=True)
         self.opt.load_state_dict(unflatten_state(meta["optimizer"], tensors))
+        for group in self.opt.param_groups:  # states saved before the step schedule existed
+            group.setdefault("base_lr", group["lr"])
         self.scaler.load_state_dict(meta["scaler"])
         if self.weighting is not None:
             self.weighting.load_state_dict(meta["weighting"])
