@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssvif_ros.models import FusionModel, YChannelFusion, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
-from ssvif_ros.models.color import infrared_single_channel
+from ssvif_ros.models.color import channel_sum, infrared_single_channel
 
 
 def test_ycbcr_round_trip_and_bt601_luma():
@@ -17,6 +17,15 @@ def test_ycbcr_round_trip_and_bt601_luma():
     gray = torch.full((1, 3, 2, 2), 0.4)
     ycc = rgb_to_ycbcr(gray)
     assert torch.allclose(ycc, torch.tensor([0.4, 0.5, 0.5]).view(1, 3, 1, 1).expand_as(ycc), atol=1e-6)
+
+
+def test_channel_sum_is_the_weighted_sum_over_channels():
+    x, w = torch.rand(2, 8, 5, 7), torch.randn(8)
+    expected = (x * w.view(1, 8, 1, 1)).sum(dim=1, keepdim=True)
+    assert torch.allclose(channel_sum(x, w), expected, atol=1e-6)
+    rgb = torch.rand(3, 3, 4, 6)
+    luma = 0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:]
+    assert torch.allclose(rgb_to_y(rgb), luma, atol=1e-6)
 
 
 def test_infrared_replicated_is_reduced_to_one_channel():

@@ -38,8 +38,15 @@ def rgb_to_y(rgb: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) RGB -> (B,1,H,W) luminance; a 1-channel input is returned unchanged."""
     if rgb.shape[1] == 1:
         return rgb
-    w = _RGB_TO_YCBCR[0].to(rgb).view(1, 3, 1, 1)
-    return (rgb * w).sum(dim=1, keepdim=True)
+    return channel_sum(rgb, _RGB_TO_YCBCR[0].to(rgb))
+
+
+def channel_sum(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_c weights[c]·x[:, c]: (B,C,H,W), (C,) -> (B,1,H,W). Written as a (1,C) @ (B,C,H·W) product: ONNX
+    Runtime runs the multiply-then-ReduceSum form over channels about 7× slower (480×640 RGB → Y: 3.5 vs
+    0.5 ms on one thread), with the same values."""
+    b, c, h, w = x.shape
+    return (weights.view(1, c) @ x.reshape(b, c, h * w)).view(b, 1, h, w)
 
 
 def infrared_single_channel(ir: torch.Tensor) -> torch.Tensor:

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssvif_ros.models.base import ConvBNReLU, FusionModel
-from ssvif_ros.models.color import rgb_to_y
+from ssvif_ros.models.color import channel_sum, rgb_to_y
 from ssvif_ros.models.guides import GUIDES, fused_luminance, guide_image
 from ssvif_ros.models.registry import register_model
 
@@ -133,7 +133,7 @@ class LuminanceDecoder(nn.Module):
         self.source_weight = nn.Parameter(torch.zeros(2))  # a, b: starts on the rule
 
     def forward(self, features: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        context = (self.squeeze(features) * self.context_weight).sum(dim=1, keepdim=True) + self.context_bias
+        context = channel_sum(self.squeeze(features), self.context_weight.flatten()) + self.context_bias
         y_vis = rgb_to_y(vis)
         delta = F.interpolate(context, size=vis.shape[-2:], mode="bilinear", align_corners=False)
         delta = delta + self.source_weight[0] * y_vis + self.source_weight[1] * ir
