@@ -19,13 +19,15 @@ BAG ?=
 VISIBLE_TOPIC ?= /camera/image_raw
 THERMAL_TOPIC ?= /thermal/image_raw
 WEIGHTS ?=
+# PARAMS=my_fuse.yaml: the node's parameters (e.g. your calibrated copy of config/fuse.yaml)
+PARAMS ?=
 
 .PHONY: help venv test lint format demo bench clean
 
 help:
 	@echo "make demo   set up .venv and run the demo (writes $(DEMO_OUT)/)"
 	@echo "make test   set up .venv and run ruff + the test suite"
-	@echo "make bench  run the benchmarks in bench/ (JSON on stdout)"
+	@echo "make bench  run the benchmarks in bench/ (JSON on stdout; not onnx_ab.py, which takes two files)"
 
 venv: $(STAMP)
 
@@ -49,10 +51,11 @@ test: lint
 
 demo: $(STAMP)
 	$(PY) -m ssvif_ros.tools.demo --out $(DEMO_OUT) --visible-topic $(VISIBLE_TOPIC) --thermal-topic $(THERMAL_TOPIC) \
-		$(if $(BAG),--bag $(BAG)) $(if $(WEIGHTS),--weights $(WEIGHTS))
+		$(if $(BAG),--bag $(BAG)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(PARAMS),--params-file $(PARAMS))
 
+# bench/onnx_ab.py compares two exports you name (see its docstring): not part of the sweep
 bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/*.py; do [ $$b = bench/onnx_ab.py ] && continue; echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf build install log out .pytest_cache .ruff_cache

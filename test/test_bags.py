@@ -14,6 +14,7 @@ from ssvif_ros.io.bags import (
     IMAGE_TYPE,
     BagError,
     image_fields,
+    is_bag,
     make_image_msg,
     open_reader,
     open_writer,
@@ -211,6 +212,10 @@ def test_an_out_path_named_like_the_storage_file_is_the_bag_folder(tmp_path, sce
     ]
     assert not (tmp_path / name).exists()
     with open_reader(tmp_path / "pairs") as bag:
+        assert sum(1 for _ in bag.messages(["/camera/image_raw"])) == 3
+    # the name it was written under opens the same bag in every reader (replay, play, calibrate)
+    assert is_bag(tmp_path / name) and not is_bag(tmp_path / "other.mcap")
+    with open_reader(tmp_path / name) as bag:
         assert sum(1 for _ in bag.messages(["/camera/image_raw"])) == 3
 
 

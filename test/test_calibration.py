@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 cv2 = pytest.importorskip("cv2")
 
 from ssvif_ros.data.image_files import read_infrared, read_visible  # noqa: E402
-from ssvif_ros.fusion.calibration import CalibrationError, estimate_homography  # noqa: E402
+from ssvif_ros.fusion.calibration import CalibrationError, CalibrationResult, estimate_homography  # noqa: E402
+from ssvif_ros.node.params import ConfigError, read_params_file  # noqa: E402
 from ssvif_ros.tools import calibrate  # noqa: E402
 
 H_TRUE = np.array([[1.02, 0.01, -7.0], [-0.008, 0.99, 4.0], [1e-5, 2e-5, 1.0]])
@@ -63,6 +65,19 @@ def test_a_known_homography_is_recovered_from_real_msrs_pairs(shared_data: Path)
     assert interior_error(result.homography, H_TRUE, pairs[0][0].shape[:2]) < 4.0
 
 
+def test_the_snippet_writes_every_element_as_a_double(tmp_path: Path) -> None:
+    # H_TRUE's perspective terms print as 1e-05 / 2e-05: YAML 1.1 would read those as strings
+    result = CalibrationResult(H_TRUE, nmi_identity=1.0, nmi=1.1, shift_px=3.0, pairs=2)
+    values = yaml.safe_load(result.snippet())["registration.homography"]
+    assert values == pytest.approx(H_TRUE.ravel().tolist(), rel=1e-5) and {type(v) for v in values} == {float}
+    params = tmp_path / "fuse.yaml"
+    params.write_text("fuse_node:\n  ros__parameters:\n    " + result.snippet() + "\n")
+    assert read_params_file(params)["registration.homography"] == values
+    params.write_text(params.read_text().replace("1.0]", "1]"))
+    with pytest.raises(ConfigError, match=r"registration.homography mixes float and int.*1 -> 1.0"):
+        read_params_file(params)
+
+
 def test_flat_or_unrelated_recordings_are_refused() -> None:
     flat = [(np.full((120, 160, 3), 90, np.uint8), np.full((120, 160), 40, np.uint8))] * 2
     with pytest.raises(CalibrationError, match="nearly flat"):
@@ -90,7 +105,7 @@ def test_the_command_writes_the_config_line_report_and_pictures(scenes: Path, tm
     assert (tmp_path / "out" / "checkerboard_after.png").is_file()
     (tmp_path / "empty").mkdir()
     assert calibrate.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o2")]) == 2
-    assert capsys.readouterr().err.startswith("ssvif-calibrate: error: ")
+    assert capsys.readouterr().err.splitlines()[-1].startswith("ssvif-calibrate: error: ")
 
 
 def test_pairs_are_read_from_a_compressed_bag(scenes: Path, tmp_path: Path) -> None:

@@ -28,6 +28,17 @@ def test_channel_sum_is_the_weighted_sum_over_channels():
     assert torch.allclose(rgb_to_y(rgb), luma, atol=1e-6)
 
 
+def test_channel_sum_keeps_full_precision_under_autocast_and_runs_on_meta_tensors():
+    """Mixed-precision training must not get a bfloat16 luminance (the elementwise form never did), and
+    FLOP counts trace the model on the meta device, which has no autocast state."""
+    x, w = torch.rand(1, 3, 5, 7), torch.tensor([0.299, 0.587, 0.114])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = channel_sum(x, w)
+    assert y.dtype == torch.float32
+    assert torch.allclose(y, channel_sum(x, w), atol=1e-7)
+    assert channel_sum(x.to("meta"), w.to("meta")).shape == (1, 1, 5, 7)
+
+
 def test_infrared_replicated_is_reduced_to_one_channel():
     ir = torch.rand(1, 1, 5, 6)
     assert infrared_single_channel(ir) is ir

@@ -711,6 +711,51 @@ def test_node_process_exits_nonzero_naming_a_bad_parameter(tmp_path):
     assert "thermal.mode" in text and "hot" in text
 
 
+def test_the_arguments_ros_would_refuse_are_refused_first(tmp_path):
+    from ssvif_ros.node.fuse_node import ros_arguments
+    from ssvif_ros.node.params import check_ros_arguments, read_params_file
+
+    nested = tmp_path / "ns.yaml"  # a namespace level above the node, as rcl allows; 1e-05 is a double
+    nested.write_text(
+        "/robot:\n  fuse_node:\n    ros__parameters:\n      registration.homography: "
+        "[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1e-05, 0.0, 1.0]\n"
+    )
+    assert read_params_file(nested)["registration.homography"][6] == 1e-05
+    args = ["--own", "--ros-args", "--params-file", str(nested), "-p", "a:=[1, 2]", "--", "x", "--ros-args"]
+    assert ros_arguments(args) == ["--params-file", str(nested), "-p", "a:=[1, 2]"]
+    check_ros_arguments(ros_arguments(args))  # nothing ROS would refuse
+    with pytest.raises(ConfigError, match=r"-p: registration.homography mixes float and int.*1 -> 1.0"):
+        check_ros_arguments(["-p", "registration.homography:=[1.0, 0.0, 1]"])
+    lists = tmp_path / "lists.yaml"
+    lists.write_text("fuse_node:\n  ros__parameters:\n    warmup.visible_size: [[480, 640]]\n")
+    with pytest.raises(ConfigError, match=r"params file .*lists.yaml: warmup.visible_size .*not lists"):
+        check_ros_arguments(["--params-file", str(lists)])
+
+
+def test_a_params_file_ros_cannot_parse_is_refused_in_one_line(tmp_path):
+    # ROS 2's parser refuses a list mixing doubles and integers with a traceback; the node says what to do
+    bad = tmp_path / "mixed.yaml"
+    text = (REPO / "config" / "fuse.yaml").read_text()
+    bad.write_text(
+        text.replace(
+            "registration.homography: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]",
+            "registration.homography: [1.02, 0.0, -12.0, 0.0, 1.02, 9.0, 0.0, 0.0, 1]",
+        )
+    )
+    assert bad.read_text() != text, "config/fuse.yaml's homography line changed: update this test"
+    log = tmp_path / "node.log"
+    process = _start_node(["--params-file", str(bad)], log)
+    try:
+        code = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+    out = log.read_text()
+    assert code == 2, out
+    assert "registration.homography" in out and "1 -> 1.0" in out and "Traceback" not in out
+
+
 # --- the managed (lifecycle) variant: transitions driven in-process ----------------------------------------
 
 

@@ -317,6 +317,11 @@ def test_play_publishes_compressed_topics_that_record_keeps_byte_for_byte(tmp_pa
 @pytest.mark.slow
 def test_demo_smoke_run_fuses_live_reports_and_leaves_readable_outputs(tmp_path):
     out = tmp_path / "demo"
+    # a calibrated copy of config/fuse.yaml, as a user with a rig passes it (make demo PARAMS=...)
+    params = tmp_path / "my_fuse.yaml"
+    identity = "registration.homography: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]"
+    shifted = "registration.homography: [1.0, 0.0, 2.0, 0.0, 1.0, -1.0, 0.0, 0.0, 1.0]"
+    params.write_text((REPO / "config" / "fuse.yaml").read_text().replace(identity, shifted))
     result = subprocess.run(
         [
             sys.executable,
@@ -328,6 +333,8 @@ def test_demo_smoke_run_fuses_live_reports_and_leaves_readable_outputs(tmp_path)
             "6",
             "--size",
             "160x120",
+            "--params-file",
+            str(params),
         ],
         cwd=REPO,
         env=os.environ,
@@ -345,6 +352,8 @@ def test_demo_smoke_run_fuses_live_reports_and_leaves_readable_outputs(tmp_path)
         live["live_vs_offline"]["frames"] >= 1 and live["live_vs_offline"]["max_abs_diff"] <= 1
     )  # float order
     assert summary["offline"]["pairing"]["fused_pairs"] == 6
+    # the node and the replay both used the given registration (the live frames equal the offline ones)
+    assert "`1, 0, 2, 0, 1, -1, 0, 0, 1`" in (out / "report" / "report.md").read_text()
     for path in (
         "report/report.md",
         "report/contact_sheet.png",
@@ -355,3 +364,36 @@ def test_demo_smoke_run_fuses_live_reports_and_leaves_readable_outputs(tmp_path)
     printed = result.stdout
     assert f"frames fused live   {live['fused_frames']} of 6 played" in printed
     assert str(out / "output_bag") in printed and str(out / "report" / "report.md") in printed
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_demo_on_a_compressed_recording_with_a_calibrated_params_file(tmp_path):
+    """The README's path for a rig: a bag with only image_transport compressed topics, opened by the name
+    ``ssvif-make-bag --out rig.mcap`` was given (it writes the folder ``rig``), and a params file of the
+    user's (compressed inputs); the demo reads the inputs as the bag recorded them."""
+    from ssvif_ros.data.synthetic import write_dataset
+    from ssvif_ros.tools.make_bag import main as make_bag
+
+    write_dataset(tmp_path / "scenes", 4, seed=3, width=160, height=120, progress=False)
+    args = ["--out", str(tmp_path / "rig.mcap"), "--visible-codec", "jpeg", "--thermal-codec", "png"]
+    assert make_bag([str(tmp_path / "scenes"), *args, "--thermal-topic", "/flir/image_raw"]) == 0
+    params = tmp_path / "my_fuse.yaml"
+    text = (REPO / "config" / "fuse.yaml").read_text()
+    params.write_text(text.replace("inputs.transport: raw", "inputs.transport: compressed"))
+    assert params.read_text() != text
+    out = tmp_path / "demo"
+    command = ["--out", str(out), "--bag", str(tmp_path / "rig.mcap"), "--params-file", str(params)]
+    command += ["--visible-topic", "/camera/image_raw", "--thermal-topic", "/flir/image_raw"]
+    result = subprocess.run(
+        [sys.executable, "-m", "ssvif_ros.tools.demo", *command],
+        cwd=REPO,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    live = json.loads((out / "summary.json").read_text())["live"]
+    assert live["played_visible"] == 4 and 2 <= live["fused_frames"] <= 4
+    assert live["live_vs_offline"]["frames"] >= 1 and live["live_vs_offline"]["max_abs_diff"] <= 1

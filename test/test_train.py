@@ -291,6 +291,25 @@ def test_step_schedule_scales_every_group_at_its_milestones(tiny_data: Path, tmp
     assert groups["seg"]["lr"] == pytest.approx(1e-4) and groups["seg"]["base_lr"] == pytest.approx(4e-4)
 
 
+def test_resume_after_a_milestone_reproduces_the_scheduled_run(tiny_data: Path, tmp_path: Path) -> None:
+    extra = ["ssvif.two_stage=false", "training.max_epochs=3", "training.max_steps_per_epoch=2"]
+    extra += ["training.lr_milestones=[1,2]", "training.lr_gamma=0.5", "training.checkpoint_every_steps=1"]
+    reference = tmp_path / "reference"
+    assert train_cli.main(_args(tiny_data, reference, *extra)) == 0
+    killed = tmp_path / "killed"  # dies in epoch 1 (after the first milestone), resumes from its step 3
+    command = [sys.executable, str(TRAIN_PY), *_args(tiny_data, killed, *extra, "debug.stop_after_steps=4")]
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 3
+    assert train_cli.main(["--resume", str(killed)]) == 0
+    ref, got = load_file(reference / "last.safetensors"), load_file(killed / "last.safetensors")
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    lrs = [float(r["lr"]) for r in _rows(killed / "metrics.csv")]
+    assert (
+        lrs
+        == [float(r["lr"]) for r in _rows(reference / "metrics.csv")]
+        == pytest.approx([1e-3, 5e-4, 2.5e-4])
+    )
+
+
 @pytest.mark.parametrize(
     "extra",
     [
@@ -328,6 +347,7 @@ def test_config_errors_name_the_key(
         "nonsense": "not of the form dotted.key=value",
         "model.color=gray": "model.color must be rgb or y",
         "training.lr_milestones=[0]": "training.lr_milestones must be a list of epochs >= 1",
+        "training.lr_gamma=fast": "training.lr_gamma must be a number",
     }
     for override, message in cases.items():
         assert train_cli.main(_args(tiny_data, tmp_path / "never", override)) == 2, override

@@ -52,9 +52,18 @@ class CalibrationResult:
     pairs: int
 
     def snippet(self) -> str:
-        """The line for ``config/fuse.yaml`` (under ``ros__parameters``)."""
-        values = ", ".join(f"{v:.6g}" for v in (self.homography / self.homography[2, 2]).ravel())
+        """The line for ``config/fuse.yaml`` (under ``ros__parameters``). Every element is written as a
+        double (``1.0``, not ``1``): ROS 2's params-file parser refuses a list of integers and doubles."""
+        values = ", ".join(_double(v) for v in (self.homography / self.homography[2, 2]).ravel())
         return f"registration.homography: [{values}]"
+
+
+def _double(value: float) -> str:
+    """``value`` to 6 significant digits as a YAML double that every reader types alike: with a dot
+    (``1.0``, ``1.0e-05``; YAML 1.1 reads ``1e-05`` as a string, ROS 2 as a double)."""
+    text = repr(float(f"{value:.6g}"))
+    mantissa, e, exponent = text.partition("e")
+    return text if "." in mantissa else f"{mantissa}.0{e}{exponent}"
 
 
 def _homography(params: np.ndarray) -> np.ndarray:

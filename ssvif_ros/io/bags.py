@@ -133,10 +133,21 @@ def image_fields(msg: Any) -> dict[str, Any]:
 
 
 def _bag_dir(path: Path) -> Path:
-    """Accept the bag directory or a file inside it (metadata.yaml, a .mcap / .db3 part)."""
+    """Accept the bag directory or a file inside it (metadata.yaml, a .mcap / .db3 part), or the name the
+    bag was written under (``pairs.mcap`` for the folder ``pairs``, as :func:`bag_directory` maps it)."""
     if path.is_file() and (path.parent / "metadata.yaml").is_file():
         return path.parent
+    if not path.exists() and path.suffix in STORAGE_SUFFIXES.values():
+        folder = path.with_suffix("")
+        if (folder / "metadata.yaml").is_file():
+            return folder
     return path
+
+
+def is_bag(path: str | Path) -> bool:
+    """Whether ``path`` names a rosbag2 bag that :func:`open_reader` can open (a folder with metadata.yaml,
+    a file inside one, or the ``NAME.mcap`` / ``NAME.db3`` name of the folder ``NAME``)."""
+    return (_bag_dir(Path(path)) / "metadata.yaml").is_file()
 
 
 class BagReader:

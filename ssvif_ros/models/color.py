@@ -5,6 +5,8 @@ All tensors are float in [0,1], NCHW. Chroma channels are centred at 0.5, as in 
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -46,7 +48,11 @@ def channel_sum(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     Runtime runs the multiply-then-ReduceSum form over channels about 7× slower (480×640 RGB → Y: 3.5 vs
     0.5 ms on one thread), with the same values."""
     b, c, h, w = x.shape
-    return (weights.view(1, c) @ x.reshape(b, c, h * w)).view(b, 1, h, w)
+    dtype = torch.promote_types(x.dtype, weights.dtype)  # as the elementwise form: no fp16 under autocast
+    autocast_on = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
+    no_autocast = torch.autocast(x.device.type, enabled=False) if autocast_on else contextlib.nullcontext()
+    with no_autocast:  # (meta tensors, as in FLOP counts, have no autocast state to switch off)
+        return (weights.to(dtype).view(1, c) @ x.to(dtype).reshape(b, c, h * w)).view(b, 1, h, w)
 
 
 def infrared_single_channel(ir: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,7 @@ from ssvif_ros.node.params import (
     FuseConfig,
     ParamSpec,
     check_names,
+    check_ros_arguments,
     param_error,
     parse_config,
 )
@@ -640,9 +641,27 @@ def own_arguments(args: list[str] | None) -> list[str]:
     return own[: own.index("--ros-args")] if "--ros-args" in own else own
 
 
+def ros_arguments(args: list[str] | None) -> list[str]:
+    """The tokens of every ``--ros-args ... [--]`` block, in order (what ``rclpy.init`` parses)."""
+    tokens, inside, ros = list(sys.argv[1:] if args is None else args), False, []
+    for token in tokens:
+        if token == "--ros-args":
+            inside = True
+        elif token == "--" and inside:
+            inside = False
+        elif inside:
+            ros.append(token)
+    return ros
+
+
 def spin_node(make_node: Callable[[], Node], args: list[str] | None) -> int:
     """Choose the transport, init rclpy, build the node with ``make_node`` and spin it until shutdown: 0,
     or 2 when the node refuses its parameters (the reason logged in one line)."""
+    try:  # rclpy.init stops on lists ROS 2 cannot type with a traceback that says nothing of what to do
+        check_ros_arguments(ros_arguments(args))
+    except ConfigError as err:
+        print(f"{NODE_NAME}: cannot start: {err}", file=sys.stderr)
+        return 2
     node_transport()  # before rclpy.init: Fast DDS reads its profile when the first participant is made
     rclpy.init(args=args)
     node = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -607,17 +608,83 @@ def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, Any]) -> None:
             out[name] = value
 
 
-def read_params_file(path: str | Path) -> dict[str, Any]:
-    """The parameters of a ROS 2 params file (``NODE: ros__parameters: {...}``, nested keys flattened to
-    dotted names; every node section merged). Raises :class:`ConfigError` naming the file."""
+class _RosYamlLoader(yaml.SafeLoader):
+    """YAML read as ROS 2's params-file parser reads it where they differ: ``1e-05`` is a double (YAML 1.1,
+    and so PyYAML, wants a dot and would read a string)."""
+
+
+_RosYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def _load_params_yaml(path: str | Path) -> Any:
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        return yaml.load(Path(path).read_text(), Loader=_RosYamlLoader)  # a SafeLoader subclass
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"cannot read params file {path}: {err}") from err
+
+
+def _parameter_sections(tree: Any) -> list[Mapping[str, Any]]:
+    """Every ``ros__parameters`` mapping, at any depth (``NODE:`` or ``/NAMESPACE: NODE:`` above it)."""
+    if not isinstance(tree, Mapping):
+        return []
+    if isinstance(tree.get("ros__parameters"), Mapping):
+        return [tree["ros__parameters"]]
+    return [section for value in tree.values() for section in _parameter_sections(value)]
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """The parameters of a ROS 2 params file (``[NAMESPACE:] NODE: ros__parameters: {...}``, nested keys
+    flattened to dotted names; every node section merged). Raises :class:`ConfigError` naming the file,
+    also for what ROS 2 itself would refuse (:func:`check_list_types`)."""
     params: dict[str, Any] = {}
-    for node in (document or {}).values() if isinstance(document, Mapping) else []:
-        if isinstance(node, Mapping) and isinstance(node.get("ros__parameters"), Mapping):
-            _flatten("", node["ros__parameters"], params)
+    for section in _parameter_sections(_load_params_yaml(path)):
+        _flatten("", section, params)
     if not params:
         raise ConfigError(f"params file {path} has no '<node>: ros__parameters:' section")
+    check_list_types(f"params file {path}", params)
     return params
+
+
+def check_ros_arguments(ros_args: list[str]) -> None:
+    """Refuse, with a message that says what to do, the ``--params-file FILE`` and ``-p NAME:=VALUE``
+    arguments that ROS 2 itself refuses with a traceback at ``rclpy.init`` (lists it cannot type)."""
+    for k, token in enumerate(ros_args[:-1]):
+        value = ros_args[k + 1]
+        if token == "--params-file":
+            params: dict[str, Any] = {}
+            for section in _parameter_sections(_load_params_yaml(value)):
+                _flatten("", section, params)
+            check_list_types(f"params file {value}", params)
+        elif token in ("-p", "--param") and ":=" in value:
+            name, text = value.split(":=", 1)
+            try:
+                parsed = yaml.load(text, Loader=_RosYamlLoader)  # a SafeLoader subclass
+            except yaml.YAMLError:
+                continue  # ROS reads it as a string
+            check_list_types("-p", {name: parsed})
+
+
+_LIST_ELEMENT_TYPES = (bool, int, float, str)
+
+
+def check_list_types(where: str, params: Mapping[str, Any]) -> None:
+    """Refuse the lists ROS 2's parameter parser refuses (it stops the node with a traceback): elements
+    not all of one type (``[1.02, 0.0, 1]``: doubles and an integer), or not bool / integer / double /
+    string (a list of lists). Raises :class:`ConfigError` naming ``where`` and the parameter."""
+    for name, value in params.items():
+        if not isinstance(value, list):
+            continue
+        if not all(isinstance(v, _LIST_ELEMENT_TYPES) for v in value):
+            raise ConfigError(
+                f"{where}: {name} = {value!r}: a ROS 2 list parameter holds booleans, integers, doubles "
+                "or strings, not lists or mappings"
+            )
+        kinds = {type(v).__name__ for v in value}
+        if len(kinds) > 1:
+            hint = "write whole numbers as doubles (1 -> 1.0)" if kinds == {"int", "float"} else "one type"
+            raise ConfigError(
+                f"{where}: {name} mixes {' and '.join(sorted(kinds))} elements ({value!r}); ROS 2 needs "
+                f"every element of a list to have one type: {hint}"
+            )

@@ -72,7 +72,9 @@ def read_pairs(
     recording: Path, count: int, visible: str, thermal: str
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Up to ``count`` (visible, thermal) pairs spread over a folder or a bag."""
-    if (recording / "metadata.yaml").is_file():
+    from ssvif_ros.io.bags import is_bag
+
+    if is_bag(recording):
         return _bag_pairs(recording, count, visible, thermal)
     return _folder_pairs(recording, count)
 
@@ -147,7 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     try:
-        pairs = read_pairs(args.recording, max(1, args.max_pairs), args.visible_topic, args.thermal_topic)
+        count = max(1, args.max_pairs)
+        print(f"ssvif-calibrate: reading up to {count} pairs from {args.recording}", file=sys.stderr)
+        pairs = read_pairs(args.recording, count, args.visible_topic, args.thermal_topic)
+        how = "from the cameras' CameraInfo" if args.from_camera_info else "by mutual information (minutes)"
+        print(f"ssvif-calibrate: {len(pairs)} pair(s); the homography {how}", file=sys.stderr)
         if args.from_camera_info:
             infos = (
                 args.visible_info_topic or info_topic(args.visible_topic),

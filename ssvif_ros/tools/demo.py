@@ -8,9 +8,9 @@ Steps (every process is started from here and killed in a ``finally`` block):
 1. input: without ``--bag``, ``--frames`` synthetic night / fog / day road scenes
    (:func:`ssvif_ros.data.synthetic.write_dataset`) become a 10 Hz rosbag2 bag with ``ssvif-make-bag``
    (visible, thermal, labels topics); kept in ``OUT/input`` and reused while the arguments do not change;
-2. live: the fusion node (``python -m ssvif_ros.node.fuse_node --ros-args --params-file config/fuse.yaml``,
-the
-   shipped model, reliable inputs) fuses what ``ssvif-play`` publishes from the bag in real time (header
+2. live: the fusion node (``python -m ssvif_ros.node.fuse_node --ros-args --params-file PARAMS``, by
+   default config/fuse.yaml; the shipped model, reliable inputs, raw or image_transport ``compressed``
+   inputs as the bag recorded them) fuses what ``ssvif-play`` publishes from the bag in real time (header
    stamps moved onto the wall clock, so the node's latency is stamp → publish), while ``ssvif-record``
    writes the node's outputs and ``/diagnostics`` to ``OUT/output_bag``;
 3. offline: ``ssvif-replay`` fuses the input bag with the same model and the classic Laplacian baseline and
@@ -177,26 +177,51 @@ def write_condition_notes(input_dir: Path, frames: int, opts: Any) -> Path:
 
 
 def inspect_input(bag_path: Path, visible_topic: str, thermal_topic: str) -> dict[str, Any]:
-    """Sizes and counts of the input topics (raises DemoError naming a missing topic)."""
-    from ssvif_ros.io.bags import open_reader
-    from ssvif_ros.io.image_msg import image_to_numpy
+    """Sizes and counts of the input topics, keyed by the names given, and ``recorded``: the topic and type
+    each name was found under (image_transport's ``NAME/compressed`` when only that was recorded). Raises
+    DemoError naming a missing topic."""
+    from ssvif_ros.io.bags import BagError, open_reader
+    from ssvif_ros.io.compressed import INPUT_DECODERS
 
     with open_reader(bag_path) as bag:
-        topics = bag.topics()
+        recorded = {}
         for role, topic in (("visible", visible_topic), ("thermal", thermal_topic)):
-            if topic not in topics:
+            try:
+                recorded[topic] = bag.camera_topic(topic, f"the {role} topic")
+            except BagError as err:
                 raise DemoError(
-                    f"the bag {bag_path} has no {role} topic {topic}; it has:\n{bag.describe()}\n"
-                    "name them with VISIBLE_TOPIC=... THERMAL_TOPIC=... (make) or --visible-topic and "
-                    "--thermal-topic"
-                )
-        counts = bag.message_counts()
-        sizes = {}
-        for topic in (visible_topic, thermal_topic):
-            _, _, _, msg = next(bag.messages([topic]))
-            sizes[topic] = image_to_numpy(msg, topic).shape[:2]
+                    f"{err}\nname them with VISIBLE_TOPIC=... THERMAL_TOPIC=... (make) or "
+                    "--visible-topic and --thermal-topic"
+                ) from None
+        counts_in_bag = bag.message_counts()
+        counts, sizes = {}, {}
+        for index, topic in enumerate((visible_topic, thermal_topic)):
+            name, msgtype = recorded[topic]
+            _, _, _, msg = next(bag.messages([name]))
+            sizes[topic] = INPUT_DECODERS[msgtype][index](msg, name).shape[:2]
+            counts[topic] = counts_in_bag[name]
         duration_s = (bag.end_ns - bag.start_ns) / NS
-    return {"counts": counts, "sizes": sizes, "duration_s": duration_s, "topics": topics}
+    return {"counts": counts, "sizes": sizes, "duration_s": duration_s, "recorded": recorded}
+
+
+def input_remaps(recorded: dict[str, tuple[str, str]], visible_topic: str, thermal_topic: str) -> list[str]:
+    """The node's input remaps and ``inputs.transport`` for the topics as the bag recorded them
+    (:func:`inspect_input`'s ``recorded``): raw ``Image`` topics or image_transport ``compressed`` ones —
+    one transport for both, as the node has (a DemoError otherwise)."""
+    from ssvif_ros.io.image_msg import COMPRESSED_IMAGE_TYPE
+
+    (vis_name, vis_type), (th_name, th_type) = recorded[visible_topic], recorded[thermal_topic]
+    if (vis_type == COMPRESSED_IMAGE_TYPE) != (th_type == COMPRESSED_IMAGE_TYPE):
+        raise DemoError(
+            f"the bag has {vis_name} as {vis_type} and {th_name} as {th_type}: the node reads both inputs "
+            "with one transport (inputs.transport); record both raw or both compressed"
+        )
+    suffix, transport = ("/compressed", "compressed") if vis_type == COMPRESSED_IMAGE_TYPE else ("", "raw")
+    return [
+        "-r", f"visible/image_raw{suffix}:={vis_name}",
+        "-r", f"thermal/image_raw{suffix}:={th_name}",
+        "-p", f"inputs.transport:={transport}",  # what the bag holds, whatever the params file says
+    ]  # fmt: skip
 
 
 def node_outputs(weights: str | None) -> list[str]:
@@ -218,14 +243,9 @@ def run_live(
     height, width = info["sizes"][args.visible_topic]
     th_height, th_width = info["sizes"][args.thermal_topic]
     played_frames = info["counts"][args.visible_topic]
-    params_file = REPO / "config" / "fuse.yaml"
-    node_args = ["--ros-args"]
-    if params_file.is_file():
-        node_args += ["--params-file", str(params_file)]
+    node_args = ["--ros-args", "--params-file", str(args.params_file), "-r", f"__node:={NODE_NAME}"]
+    node_args += input_remaps(info["recorded"], args.visible_topic, args.thermal_topic)
     node_args += [
-        "-r", f"__node:={NODE_NAME}",
-        "-r", f"visible/image_raw:={args.visible_topic}",
-        "-r", f"thermal/image_raw:={args.thermal_topic}",
         "-p", f"device:={args.device}",
         "-p", f"torch_threads:={args.threads}",
         "-p", "qos.reliability:=reliable",
@@ -258,8 +278,8 @@ def run_live(
         [
             str(bag),
             "--topics",
-            args.visible_topic,
-            args.thermal_topic,
+            info["recorded"][args.visible_topic][0],  # as recorded: NAME/compressed for compressed inputs
+            info["recorded"][args.thermal_topic][0],
             "--summary",
             str(summary_path),
             "--wait-subscribers",
@@ -286,12 +306,18 @@ def run_live(
 
 
 def analyse_live(
-    output_bag: Path, input_bag: Path, args: argparse.Namespace, play: dict[str, Any], weights: str | None
+    output_bag: Path,
+    args: argparse.Namespace,
+    info: dict[str, Any],
+    play: dict[str, Any],
+    weights: str | None,
 ) -> dict[str, Any]:
-    """Frames, latency and a live = offline check from the recorded outputs (see the module docstring)."""
+    """Frames, latency and a live = offline check from the recorded outputs (see the module docstring);
+    ``info`` is :func:`inspect_input`'s."""
     from ssvif_ros.fusion.pairing import create_sync
     from ssvif_ros.io.bags import open_reader, stamp_ns
-    from ssvif_ros.io.image_msg import to_rgb8, to_thermal
+    from ssvif_ros.io.compressed import INPUT_DECODERS
+    from ssvif_ros.io.image_msg import to_rgb8
     from ssvif_ros.node.diagnostics import values_from_status
     from ssvif_ros.tools.play import PlaySchedule
 
@@ -324,16 +350,19 @@ def analyse_live(
     check = {"frames": 0, "differing": 0, "max_abs_diff": None}
     processor = _offline_pipeline(weights, args)
     wanted = _spread(sorted(by_original), 3)
-    with open_reader(input_bag) as bag:
+    recorded = info["recorded"]
+    (vis_name, vis_type), (th_name, th_type) = (recorded[args.visible_topic], recorded[args.thermal_topic])
+    decode_visible, decode_thermal = INPUT_DECODERS[vis_type][0], INPUT_DECODERS[th_type][1]
+    with open_reader(args.input_bag) as bag:
         sync = create_sync("approximate", 10, 0.05)
-        for topic, _, _, msg in bag.messages([args.visible_topic, args.thermal_topic]):
-            index = 0 if topic == args.visible_topic else 1
+        for topic, _, _, msg in bag.messages([vis_name, th_name]):
+            index = 0 if topic == vis_name else 1
             for pair in sync.add(index, stamp_ns(msg), msg):
                 original = pair.stamps_ns[0]
                 if original not in by_original:
                     continue  # skipped live (model busy): it never reached the node's thermal gain either
-                vis = to_rgb8(pair.items[0], args.visible_topic)
-                out = processor.process(vis, to_thermal(pair.items[1], args.thermal_topic), want_labels=False)
+                vis = decode_visible(pair.items[0], vis_name)
+                out = processor.process(vis, decode_thermal(pair.items[1], th_name), want_labels=False)
                 live = fused[by_original[original]]
                 diff = int(np.abs(out.result.image.astype(np.int16) - live["image"].astype(np.int16)).max())
                 check["frames"] += 1
@@ -351,7 +380,7 @@ def analyse_live(
         return None if text == "n/a" else float(text)
 
     return {
-        "played_visible": play["published"].get(args.visible_topic, 0),
+        "played_visible": play["published"].get(recorded[args.visible_topic][0], 0),
         "fused_frames": len(by_original),
         "node": {
             "published": int(diag.get("published", "0")),
@@ -374,14 +403,13 @@ def analyse_live(
 
 
 def _offline_pipeline(weights: str | None, args: argparse.Namespace) -> Any:
-    """The node's per-pair pipeline as the demo configured it (config/fuse.yaml; the demo's overrides do not
+    """The node's per-pair pipeline as the demo configured it (--params-file; the demo's overrides do not
     touch gain or registration), with the node's model: the checkpoint or the seeded random lightunet."""
     from ssvif_ros.fusion.fusers import open_fuser
     from ssvif_ros.fusion.pipeline import PairProcessor
     from ssvif_ros.node.params import parse_config, read_params_file
 
-    params_file = REPO / "config" / "fuse.yaml"
-    cfg = parse_config(read_params_file(params_file) if params_file.is_file() else {}, defaults=True)
+    cfg = parse_config(read_params_file(args.params_file), defaults=True)
     engine = open_fuser(
         weights or "lightunet",
         allow_untrained=not weights,
@@ -424,9 +452,7 @@ def run_replay(
         "--device", args.device,
         "--torch-threads", str(args.threads),
     ]  # fmt: skip
-    params_file = REPO / "config" / "fuse.yaml"
-    if params_file.is_file():
-        replay_args += ["--params-file", str(params_file)]
+    replay_args += ["--params-file", str(args.params_file)]
     notes = bag.parent / NOTES_FILE
     if notes.is_file():  # a generated bag: metrics.png shaded by night / fog / day
         replay_args += ["--frame-notes", str(notes)]
@@ -458,7 +484,7 @@ def _live_offline_verdict(check: dict[str, Any]) -> str:
     return (
         f"DIFFERENT on {differing} of {frames} frame(s), up to {check['max_abs_diff']} grey levels: expected "
         "identical (same engine, parameters and thermal-gain history); a node started with other "
-        "parameters than config/fuse.yaml, or a bag whose thermal frames arrive out of order, explains it, "
+        "parameters than --params-file, or a bag whose thermal frames arrive out of order, explains it, "
         "else report it (OUT/live_frames.png)"
     )
 
@@ -527,6 +553,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=10.0, help="frame rate of generated scenes, Hz (default 10)")
     p.add_argument("--seed", type=int, default=7, help="seed of the generated scenes")
     p.add_argument("--weights", default=None, help="checkpoint (default: the shipped model)")
+    p.add_argument(
+        "--params-file",
+        type=Path,
+        default=REPO / "config" / "fuse.yaml",
+        help="the node's parameters, e.g. your calibrated copy of config/fuse.yaml (default: that file)",
+    )
     p.add_argument("--device", default="cpu", help="node and replay device: cpu | cuda[:N] | auto")
     p.add_argument(
         "--threads", type=int, default=1, help="torch threads of the node and the replay (0: torch default)"
@@ -539,6 +571,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.frames < 1:
         raise SystemExit("ssvif-demo: --frames must be >= 1")
+    if not args.params_file.is_file():
+        raise SystemExit(f"ssvif-demo: --params-file {args.params_file} does not exist")
+    # the children run in the repository root: every path they are given is absolute
+    args.params_file, args.out = args.params_file.resolve(), args.out.resolve()
+    args.bag = args.bag.resolve() if args.bag is not None else None
     started = time.monotonic()
     # Network safety for every child: loopback only, a domain of this run (the Makefile sets both).
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -585,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.source_note = f"{args.bag} ({args.visible_topic} + {args.thermal_topic})"
         info = inspect_input(args.input_bag, args.visible_topic, args.thermal_topic)
         play = run_live(args, args.input_bag, info, weights, procs)
-        live = analyse_live(args.out / "output_bag", args.input_bag, args, play, weights)
+        live = analyse_live(args.out / "output_bag", args, info, play, weights)
         offline = run_replay(args, args.input_bag, weights, info["counts"][args.visible_topic], procs)
     except DemoError as err:
         print(f"ssvif-demo: {err}", file=sys.stderr)

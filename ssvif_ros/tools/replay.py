@@ -868,6 +868,10 @@ def _markdown(s: dict) -> str:
         + (f"`{inputs['labels']}`" if inputs["labels"] else "none")
         + ".",
         "",
+        "Registration (thermal → visible homography, row-major): `"
+        + ", ".join(f"{v:.6g}" for v in s["settings"]["homography"])
+        + "`.",
+        "",
         "## Pairing",
         "",
         f"Policy **{p['policy']}**, slop {p['slop_s']:g} s, queue {p['queue_size']}: "

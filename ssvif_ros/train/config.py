@@ -212,11 +212,17 @@ def check_config(cfg: dict[str, Any]) -> None:
     need(cfg["training"]["batch_size"] >= 1, "training.batch_size", "must be >= 1")
     milestones = cfg["training"]["lr_milestones"]
     need(
-        isinstance(milestones, list) and all(isinstance(m, int) and m >= 1 for m in milestones),
+        isinstance(milestones, list)
+        and all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in milestones),
         "training.lr_milestones",
         f"must be a list of epochs >= 1, got {milestones!r}",
     )
-    need(0.0 < float(cfg["training"]["lr_gamma"]) <= 1.0, "training.lr_gamma", "must be in (0, 1]")
+    gamma = cfg["training"]["lr_gamma"]
+    need(
+        isinstance(gamma, int | float) and not isinstance(gamma, bool) and 0.0 < gamma <= 1.0,
+        "training.lr_gamma",
+        f"must be a number in (0, 1], got {gamma!r}",
+    )
     need(cfg["weighting"]["gdwa_measure_every"] >= 1, "weighting.gdwa_measure_every", "must be >= 1")
     need(cfg["training"]["checkpoint_every_steps"] >= 1, "training.checkpoint_every_steps", "must be >= 1")
     need(cfg["training"]["max_nonfinite_steps"] >= 1, "training.max_nonfinite_steps", "must be >= 1")
