@@ -5,17 +5,17 @@ from __future__ import annotations
 from ssvif_ros.tools import dds
 
 
-def test_the_node_uses_the_shared_memory_profile_unless_told_otherwise(tmp_path):
+def test_the_shared_memory_profile_is_used_unless_told_otherwise(tmp_path):
     env: dict[str, str] = {}
-    line = dds.node_transport(env, tmp_path)
+    line = dds.choose_transport(env, tmp_path)
     assert env[dds.FASTDDS_PROFILE_VARIABLE] == str(tmp_path / "fastdds_shm.xml")
     assert (tmp_path / "fastdds_shm.xml").read_text() == dds.FASTDDS_SHM_PROFILE
     assert line.startswith("Fast DDS shared memory for large images")
     own = {dds.FASTDDS_PROFILE_VARIABLE: "/etc/robot/fastdds.xml"}
-    assert dds.node_transport(own, tmp_path / "x") == "the Fast DDS profile /etc/robot/fastdds.xml"
+    assert dds.choose_transport(own, tmp_path / "x") == "the Fast DDS profile /etc/robot/fastdds.xml"
     assert own == {dds.FASTDDS_PROFILE_VARIABLE: "/etc/robot/fastdds.xml"}  # the user's profile is kept
     cyclone = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
-    assert "rmw_cyclonedds_cpp with its own transport" in dds.node_transport(cyclone, tmp_path / "y")
+    assert "rmw_cyclonedds_cpp with its own transport" in dds.choose_transport(cyclone, tmp_path / "y")
     assert dds.FASTDDS_PROFILE_VARIABLE not in cyclone and not (tmp_path / "y").exists()
 
 
@@ -23,7 +23,8 @@ def test_an_unwritable_folder_leaves_the_defaults_and_says_so(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     env: dict[str, str] = {}
-    assert dds.node_transport(env, blocker / "sub").startswith("Fast DDS defaults (large images may be lost")
+    line = dds.choose_transport(env, blocker / "sub")
+    assert line.startswith("Fast DDS defaults (large images may be lost")
     assert env == {}
 
 

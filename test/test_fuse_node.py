@@ -37,7 +37,13 @@ from ssvif_ros.fusion.thermal import ThermalToU8  # noqa: E402
 from ssvif_ros.io.image_msg import image_to_numpy  # noqa: E402
 from ssvif_ros.models import SegHead, create_model  # noqa: E402
 from ssvif_ros.node.diagnostics import values_from_status  # noqa: E402
-from ssvif_ros.node.fuse_node import PARAMETERS, ConfigError, FuseNode, parse_config  # noqa: E402
+from ssvif_ros.node.fuse_node import (  # noqa: E402
+    PARAMETERS,
+    ConfigError,
+    FuseNode,
+    other_transport_topic,
+    parse_config,
+)
 from ssvif_ros.node.lifecycle_node import LifecycleFuseNode  # noqa: E402
 from ssvif_ros.tools.live import stop_process  # noqa: E402
 
@@ -535,6 +541,30 @@ def test_compressed_inputs_fuse_like_raw_ones(graph, checkpoint, reference):
     graph.spin_until(lambda: graph.received[FUSED][stamp], 10, "a fused frame from compressed inputs")
     np.testing.assert_array_equal(pixels_of(graph.received[FUSED][stamp][0]), scene.expected(vis, th)[0])
     assert node.topics == ["/visible/image_raw/compressed", "/thermal/image_raw/compressed"]
+
+
+def test_the_other_image_transport_of_a_topic():
+    assert other_transport_topic("/cam/image_raw", "raw") == ("/cam/image_raw/compressed", "compressed")
+    assert other_transport_topic("/cam/image_raw/compressed", "compressed") == ("/cam/image_raw", "raw")
+    assert other_transport_topic("/cam/jpeg", "compressed") is None
+
+
+@pytest.mark.ros
+def test_a_silent_raw_input_whose_compressed_topic_is_published_names_the_transport_to_set(graph, checkpoint):
+    """A compressed recording played to a node left on inputs.transport: raw: the raw topic stays silent,
+    and the warning says which parameter to change instead of blaming the driver or the remapping."""
+    from sensor_msgs.msg import CompressedImage
+
+    node = graph.fuse_node(node_params(checkpoint, **{"timeouts.visible_s": 0.2, "timeouts.thermal_s": 30.0}))
+    logger = RecordingLogger()
+    node.get_logger = lambda: logger
+    publisher = graph.tester.create_publisher(CompressedImage, "/visible/image_raw/compressed", RELIABLE)
+    graph.spin_until(lambda: node.count_publishers("/visible/image_raw/compressed") > 0, 20, "discovery")
+    graph.spin_until(lambda: any("no message since start" in w for w in logger.warnings), 5, "the warning")
+    warning = next(w for w in logger.warnings if "no message since start" in w)
+    assert "/visible/image_raw " in warning and "set inputs.transport: compressed" in warning, warning
+    assert "topic remapping" not in warning
+    graph.tester.destroy_publisher(publisher)
 
 
 @pytest.mark.ros

@@ -152,6 +152,7 @@ def _play(bag: Path, tmp_path: Path, name: str, *extra: str) -> dict:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+    assert "Fast DDS profile" in result.stderr, "ssvif-play should publish through the shared-memory profile"
     return json.loads(summary.read_text())
 
 
@@ -201,6 +202,7 @@ def test_play_node_record_round_trip_keeps_or_maps_stamps_and_record_stops_on_si
             stop_process(record)
         stop_process(node)
 
+    assert "Fast DDS profile" in logs[1].read_text(), "ssvif-record should use the shared-memory profile"
     assert kept["published"] == {VISIBLE: FRAMES, THERMAL: FRAMES}
     assert restamped["published"] == {VISIBLE: FRAMES, THERMAL: FRAMES}
     with open_reader(short_bag) as bag:

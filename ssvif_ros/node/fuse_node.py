@@ -70,7 +70,7 @@ from ssvif_ros.node.params import (
     param_error,
     parse_config,
 )
-from ssvif_ros.tools.dds import describe_transport, node_transport
+from ssvif_ros.tools.dds import choose_transport, describe_transport
 
 __all__ = ["PARAMETERS", "ConfigError", "FuseConfig", "FuseNode", "main", "parse_config"]
 
@@ -98,6 +98,17 @@ class Job:
 
     visible: Frame
     thermal: Frame | None
+
+
+def other_transport_topic(topic: str, transport: str) -> tuple[str, str] | None:
+    """The topic and ``inputs.transport`` value of the other image transport for a subscribed ``topic``:
+    image_transport's compressed images of ``/cam/image`` are on ``/cam/image/compressed``. None when a
+    compressed subscription's name does not end that way (its raw topic is then unknown)."""
+    if transport != "compressed":
+        return f"{topic.rstrip('/')}/compressed", "compressed"
+    if topic.endswith("/compressed"):
+        return topic[: -len("/compressed")], "raw"
+    return None
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
@@ -485,10 +496,26 @@ class FusionNodeCore:
             else:
                 action = "no fused output until it returns"
             what = "no message since start" if never else "silent"
+            advice = self._transport_hint(index) or "check the camera driver and the topic remapping"
             self.get_logger().warning(
                 f"{name} topic {self.topics[index]} {what} for {silent:.1f} s (timeout {timeout:g} s): "
-                f"{action}; check the camera driver and the topic remapping"
+                f"{action}; {advice}"
             )
+
+    def _transport_hint(self, index: int) -> str | None:
+        """What to change when the input's other image transport has publishers (a compressed recording
+        played to a node that reads raw images, or the reverse); None when it has none."""
+        other = other_transport_topic(self.topics[index], self.config.input_transport)
+        if other is None:
+            return None
+        topic, transport = other
+        count = self.count_publishers(topic)
+        if count == 0:
+            return None
+        return (
+            f"{topic} has {count} publisher(s): set inputs.transport: {transport} in the params file "
+            f"(or -p inputs.transport:={transport})"
+        )
 
     def _publish_diagnostics(self) -> None:
         if self._sync is not None:
@@ -662,7 +689,7 @@ def spin_node(make_node: Callable[[], Node], args: list[str] | None) -> int:
     except ConfigError as err:
         print(f"{NODE_NAME}: cannot start: {err}", file=sys.stderr)
         return 2
-    node_transport()  # before rclpy.init: Fast DDS reads its profile when the first participant is made
+    choose_transport()  # before rclpy.init: Fast DDS reads its profile when the first participant is made
     rclpy.init(args=args)
     node = None
     try:

@@ -8,9 +8,9 @@ and its camera drivers on one computer wants.
 
 Fast DDS reads the profile named by ``FASTDDS_DEFAULT_PROFILES_FILE`` when a process creates its first
 participant, so :func:`use_shm_transport` must run before ``rclpy.init()`` in the processes that should use it
-(children started afterwards inherit the variable). Other middlewares ignore the file. The fusion node does
-this for its own process (:func:`node_transport`); the camera drivers' processes need it too, since a
-publisher places each sample in its own segment:
+(children started afterwards inherit the variable). Other middlewares ignore the file. The fusion node,
+``ssvif-play`` and ``ssvif-record`` do this for their own processes (:func:`choose_transport`); the camera
+drivers' processes need it too, since a publisher places each sample in its own segment:
 
     python -m ssvif_ros.tools.dds            # writes the profile, prints the line to export
     export FASTDDS_DEFAULT_PROFILES_FILE=~/.config/ssvif_ros/fastdds_shm.xml   # then start the drivers
@@ -27,9 +27,9 @@ from pathlib import Path
 __all__ = [
     "FASTDDS_PROFILE_VARIABLE",
     "FASTDDS_SHM_PROFILE",
+    "choose_transport",
     "describe_transport",
     "main",
-    "node_transport",
     "use_shm_transport",
     "write_shm_profile",
 ]
@@ -107,10 +107,11 @@ def describe_transport(env: MutableMapping[str, str] | None = None) -> str:
     return f"the Fast DDS profile {profile}"
 
 
-def node_transport(
+def choose_transport(
     env: MutableMapping[str, str] | None = None, folder: str | os.PathLike | None = None
 ) -> str:
-    """Choose the fusion node's transport before ``rclpy.init()``; returns :func:`describe_transport`.
+    """Choose the transport of a process that sends or receives large images (the fusion node,
+    ``ssvif-play``, ``ssvif-record``) before ``rclpy.init()``; returns :func:`describe_transport`.
 
     A profile the user set (``FASTDDS_DEFAULT_PROFILES_FILE``) or another middleware (``RMW_IMPLEMENTATION``
     other than Fast DDS) is kept; otherwise the shared-memory profile is written to ``folder`` (default

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ssvif_ros.tools.dds import choose_transport
 from ssvif_ros.tools.live import RELIABILITIES, StopFlag, log, message_class, network_note, qos_profile
 
 __all__ = ["IMAGE_TYPES", "PlaySchedule", "main", "select_topics"]
@@ -201,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{TOOL}: {err}", file=sys.stderr)
         return 1
 
+    choose_transport()  # before rclpy.init: Fast DDS reads its profile when the first participant is made
     rclpy.init(args=[TOOL, *full_argv], signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("ssvif_play")
     published = dict.fromkeys(topics, 0)

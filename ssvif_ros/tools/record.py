@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ssvif_ros.io.bags import BAG_FORMAT_HELP, BAG_FORMATS
+from ssvif_ros.tools.dds import choose_transport
 from ssvif_ros.tools.live import RELIABILITIES, StopFlag, log, message_class, network_note, qos_profile
 
 __all__ = ["main"]
@@ -154,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{TOOL}: {err}", file=sys.stderr)
         return 1
 
+    choose_transport()  # before rclpy.init: Fast DDS reads its profile when the first participant is made
     rclpy.init(args=[TOOL, *full_argv], signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("ssvif_record")
     executor = SingleThreadedExecutor()
