@@ -102,6 +102,20 @@ def test_a_tiny_run_gives_a_named_multitask_checkpoint(mtl_run: Path) -> None:
     assert len(rows) == 3 and all(row["stage"] == "2" for row in rows)  # one stage: joint from epoch 0
 
 
+def test_without_the_shared_trunk_the_head_reads_the_backbone_features(mixed_data, tmp_path: Path) -> None:
+    """multitask.shared_trunk=false (the ablation of the trunk): no trunk in the checkpoint, the named
+    head still trained and served; a value that is not a boolean is refused, naming the key."""
+    labelled, _ = mixed_data
+    argv = ["--config", str(TINY), "--framework", "multitask", f"data.roots=[{labelled}]"]
+    argv.append("training.max_epochs=1")
+    assert train_cli.main([*argv, f"run.dir={tmp_path / 'run'}", "multitask.shared_trunk=false"]) == 0
+    ckpt = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert ckpt.model.trunk is None and ckpt.seg_head is not None
+    assert "multitask" not in json.loads((tmp_path / "run" / "best.json").read_text())["model"]["cfg"]
+    assert FusionEngine(weights=tmp_path / "run" / "best.safetensors").class_names[0] == "road"
+    assert train_cli.main([*argv, f"run.dir={tmp_path / 'bad'}", "multitask.shared_trunk=2"]) != 0
+
+
 def test_the_engine_and_onnx_export_serve_the_named_segmentation(mtl_run: Path) -> None:
     engine = FusionEngine(weights=mtl_run / "best.safetensors")
     assert engine.has_segmentation and engine.num_classes == 9 and engine.class_names[0] == "road"

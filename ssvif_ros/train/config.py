@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "multitask": {  # framework=multitask (MultiTaskVIF): one stage, fusion + seg_weight · (CE + Dice)
         "seg_weight": 1.0,
+        "shared_trunk": True,  # false: the head reads the backbone's features directly (an ablation)
     },
     "cs2fusion": {  # framework=cs2fusion: backbone loss + contrast_weight · CPN contrastive loss
         "contrast_weight": 1.0,
@@ -175,6 +176,8 @@ def check_config(cfg: dict[str, Any]) -> None:
 
     need(cfg["framework"] in FRAMEWORKS, "framework", f"must be one of {', '.join(FRAMEWORKS)}")
     need(cfg["multitask"]["seg_weight"] >= 0, "multitask.seg_weight", "must be >= 0")
+    trunk = cfg["multitask"]["shared_trunk"]
+    need(isinstance(trunk, bool), "multitask.shared_trunk", f"must be true or false, got {trunk!r}")
     if cfg["framework"] == "cs2fusion":
         need(
             cfg["model"]["name"] == "cs2fusion" and cfg["model"]["color"] == "y",

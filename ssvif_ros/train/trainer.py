@@ -198,7 +198,7 @@ class Trainer:
         self.model = create_model(
             cfg["model"]["name"],
             color=cfg["model"]["color"],
-            multitask=cfg["framework"] == "multitask",
+            multitask=cfg["framework"] == "multitask" and cfg["multitask"]["shared_trunk"],
             **cfg["model"]["cfg"],
         )
         self.model.to(device)
