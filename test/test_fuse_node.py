@@ -555,14 +555,21 @@ def test_a_silent_raw_input_whose_compressed_topic_is_published_names_the_transp
     and the warning says which parameter to change instead of blaming the driver or the remapping."""
     from sensor_msgs.msg import CompressedImage
 
-    node = graph.fuse_node(node_params(checkpoint, **{"timeouts.visible_s": 0.2, "timeouts.thermal_s": 30.0}))
+    params = node_params(checkpoint, **{"timeouts.visible_s": 0.2, "timeouts.thermal_s": 30.0})
+    node = graph.add(
+        FuseNode(
+            context=graph.context,
+            parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+            cli_args=["--ros-args", "-r", "visible/image_raw:=/rig_test/image_raw"],  # no raw publisher there
+        )
+    )
     logger = RecordingLogger()
     node.get_logger = lambda: logger
-    publisher = graph.tester.create_publisher(CompressedImage, "/visible/image_raw/compressed", RELIABLE)
-    graph.spin_until(lambda: node.count_publishers("/visible/image_raw/compressed") > 0, 20, "discovery")
+    publisher = graph.tester.create_publisher(CompressedImage, "/rig_test/image_raw/compressed", RELIABLE)
+    graph.spin_until(lambda: node.count_publishers("/rig_test/image_raw/compressed") > 0, 20, "discovery")
     graph.spin_until(lambda: any("no message since start" in w for w in logger.warnings), 5, "the warning")
     warning = next(w for w in logger.warnings if "no message since start" in w)
-    assert "/visible/image_raw " in warning and "set inputs.transport: compressed" in warning, warning
+    assert "/rig_test/image_raw " in warning and "set inputs.transport: compressed" in warning, warning
     assert "topic remapping" not in warning
     graph.tester.destroy_publisher(publisher)
 
@@ -750,7 +757,16 @@ def test_the_arguments_ros_would_refuse_are_refused_first(tmp_path):
         "/robot:\n  fuse_node:\n    ros__parameters:\n      registration.homography: "
         "[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1e-05, 0.0, 1.0]\n"
     )
-    assert read_params_file(nested)["registration.homography"][6] == 1e-05
+    assert read_params_file(nested, node="/robot/fuse_node")["registration.homography"][6] == 1e-05
+    with pytest.raises(ConfigError, match=r"no parameters for /fuse_node \(sections: /robot/fuse_node\)"):
+        read_params_file(nested)  # as rcl: a node in the root namespace does not read /robot's section
+    shared = tmp_path / "shared.yaml"  # a launch file's params file: other nodes' sections are not ours
+    shared.write_text(
+        "camera_driver:\n  ros__parameters:\n    fps: 30\n"
+        "/**:\n  ros__parameters:\n    device: cpu\n"
+        "fuse_node:\n  ros__parameters:\n    backend: torch\n"
+    )
+    assert read_params_file(shared) == {"device": "cpu", "backend": "torch"}
     args = ["--own", "--ros-args", "--params-file", str(nested), "-p", "a:=[1, 2]", "--", "x", "--ros-args"]
     assert ros_arguments(args) == ["--params-file", str(nested), "-p", "a:=[1, 2]"]
     check_ros_arguments(ros_arguments(args))  # nothing ROS would refuse
@@ -760,6 +776,34 @@ def test_the_arguments_ros_would_refuse_are_refused_first(tmp_path):
     lists.write_text("fuse_node:\n  ros__parameters:\n    warmup.visible_size: [[480, 640]]\n")
     with pytest.raises(ConfigError, match=r"params file .*lists.yaml: warmup.visible_size .*not lists"):
         check_ros_arguments(["--params-file", str(lists)])
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["[1.0, 2.5e3]", "[1.0, inf]", "[1e-05, 1.0]", "[yes, y]", "[2024-01-01, foo]", "[1.0, 1]", "[true, 1]"],
+)
+def test_the_pre_check_refuses_a_list_only_where_rcl_does(value):
+    """The same -p value through rcl's own parser (rclpy.init on a context of its own) and the pre-check:
+    a refusal by the pre-check is never a list rcl would have taken, and int + double is caught."""
+    from rclpy.context import Context
+
+    from ssvif_ros.node.params import check_ros_arguments
+
+    context = Context()
+    try:
+        rclpy.init(args=["x", "--ros-args", "-p", f"p:={value}"], context=context)
+        rcl_refuses = False
+    except Exception:  # rclpy raises its own RCL error types here
+        rcl_refuses = True
+    finally:
+        if context.ok():
+            rclpy.shutdown(context=context)
+    try:
+        check_ros_arguments(["-p", f"p:={value}"])
+        refused = False
+    except ConfigError:
+        refused = True
+    assert refused == rcl_refuses, f"{value}: pre-check {refused}, rcl {rcl_refuses}"
 
 
 def test_a_params_file_ros_cannot_parse_is_refused_in_one_line(tmp_path):

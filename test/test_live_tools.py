@@ -143,16 +143,21 @@ def _wait_for(
 
 def _play(bag: Path, tmp_path: Path, name: str, *extra: str) -> dict:
     summary = tmp_path / f"{name}.json"
+    config_home = tmp_path / f"{name}_config"  # the player writes its transport profile here itself
+    env = {**os.environ, "XDG_CONFIG_HOME": str(config_home)}
+    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     result = subprocess.run(
         [sys.executable, "-m", "ssvif_ros.tools.play", str(bag), "--summary", str(summary), *extra],
         cwd=REPO,
-        env=os.environ,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "Fast DDS profile" in result.stderr, "ssvif-play should publish through the shared-memory profile"
+    profile = config_home / "ssvif_ros" / "fastdds_shm.xml"
+    assert f"Fast DDS profile {profile}" in result.stderr, "ssvif-play should use the shared-memory profile"
+    assert profile.is_file()
     return json.loads(summary.read_text())
 
 
@@ -399,3 +404,14 @@ def test_demo_on_a_compressed_recording_with_a_calibrated_params_file(tmp_path):
     live = json.loads((out / "summary.json").read_text())["live"]
     assert live["played_visible"] == 4 and 2 <= live["fused_frames"] <= 4
     assert live["live_vs_offline"]["frames"] >= 1 and live["live_vs_offline"]["max_abs_diff"] <= 1
+
+
+def test_demo_refuses_a_params_file_without_the_nodes_section_before_starting_anything(tmp_path):
+    """A params file for a namespaced node (rcl gives /fuse_node none of it): one line, nothing started."""
+    from ssvif_ros.tools import demo
+
+    params = tmp_path / "robot.yaml"
+    params.write_text("/robot/fuse_node:\n  ros__parameters:\n    device: cpu\n")
+    with pytest.raises(SystemExit, match=r"ssvif-demo: params file .*no parameters for /fuse_node"):
+        demo.main(["--params-file", str(params), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

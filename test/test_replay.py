@@ -248,6 +248,14 @@ def test_defaults_follow_the_node_and_its_params_file(tmp_path):
         options_from_args(build_parser().parse_args(["bag", "--params-file", str(typo)]))
     with pytest.raises(ReplayError, match=r"parameter 'thermal\.smoothing': must be < 1"):
         options_from_args(build_parser().parse_args(["bag", "--thermal-smoothing", "1.5"]))
+    robot = tmp_path / "robot.yaml"  # a node launched with namespace:=robot1 reads only its own section
+    robot.write_text("/robot1/fuse_node:\n  ros__parameters:\n    sync.slop_s: 0.03\n")
+    opts, _ = options_from_args(
+        build_parser().parse_args(["bag", "--params-file", str(robot), "--node-name", "/robot1/fuse_node"])
+    )
+    assert opts.slop_s == 0.03
+    with pytest.raises(ReplayError, match=r"no parameters for /fuse_node.*sections: /robot1/fuse_node"):
+        options_from_args(build_parser().parse_args(["bag", "--params-file", str(robot)]))
 
 
 def test_labels_outside_the_heads_classes_skip_miou_with_a_note(tmp_path, scenes):

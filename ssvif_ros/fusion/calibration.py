@@ -18,6 +18,7 @@ visible pixels.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,8 @@ class CalibrationResult:
 def _double(value: float) -> str:
     """``value`` to 6 significant digits as a YAML double that every reader types alike: with a dot
     (``1.0``, ``1.0e-05``; YAML 1.1 reads ``1e-05`` as a string, ROS 2 as a double)."""
+    if not math.isfinite(value):
+        raise CalibrationError(f"the homography has a non-finite element ({value}): it cannot be written")
     text = repr(float(f"{value:.6g}"))
     mantissa, e, exponent = text.partition("e")
     return text if "." in mantissa else f"{mantissa}.0{e}{exponent}"

@@ -49,7 +49,7 @@ def channel_sum(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     0.5 ms on one thread), with the same values."""
     b, c, h, w = x.shape
     dtype = torch.promote_types(x.dtype, weights.dtype)  # as the elementwise form: no fp16 under autocast
-    autocast_on = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
+    autocast_on = x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)
     no_autocast = torch.autocast(x.device.type, enabled=False) if autocast_on else contextlib.nullcontext()
     with no_autocast:  # (meta tensors, as in FLOP counts, have no autocast state to switch off)
         return (weights.to(dtype).view(1, c) @ x.to(dtype).reshape(b, c, h * w)).view(b, 1, h, w)

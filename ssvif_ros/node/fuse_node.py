@@ -105,7 +105,7 @@ def other_transport_topic(topic: str, transport: str) -> tuple[str, str] | None:
     image_transport's compressed images of ``/cam/image`` are on ``/cam/image/compressed``. None when a
     compressed subscription's name does not end that way (its raw topic is then unknown)."""
     if transport != "compressed":
-        return f"{topic.rstrip('/')}/compressed", "compressed"
+        return f"{topic}/compressed", "compressed"
     if topic.endswith("/compressed"):
         return topic[: -len("/compressed")], "raw"
     return None
@@ -506,8 +506,8 @@ class FusionNodeCore:
         """What to change when the input's other image transport has publishers (a compressed recording
         played to a node that reads raw images, or the reverse); None when it has none."""
         other = other_transport_topic(self.topics[index], self.config.input_transport)
-        if other is None:
-            return None
+        if other is None or self.count_publishers(self.topics[index]) > 0:
+            return None  # (with publishers on our own topic, the transport is not what is wrong)
         topic, transport = other
         count = self.count_publishers(topic)
         if count == 0:

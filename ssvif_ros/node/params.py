@@ -609,13 +609,17 @@ def _flatten(prefix: str, tree: Mapping[str, Any], out: dict[str, Any]) -> None:
 
 
 class _RosYamlLoader(yaml.SafeLoader):
-    """YAML read as ROS 2's params-file parser reads it where they differ: ``1e-05`` is a double (YAML 1.1,
-    and so PyYAML, wants a dot and would read a string)."""
+    """YAML read as ROS 2's params-file parser reads it where they differ: rcl types a plain scalar with
+    ``strtod``, so ``1e-05``, ``2.5e3``, ``.5`` and ``inf`` are doubles (YAML 1.1, and so PyYAML, wants a
+    dot and a signed exponent, and would read strings)."""
 
 
-_RosYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789")
-)
+for _pattern, _first in (
+    (r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$", "-+.0123456789"),
+    (r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)$", "-+.0123456789"),
+    (r"^[-+]?(?:[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])$", "-+iInN"),
+):
+    _RosYamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_pattern), list(_first))
 
 
 def _load_params_yaml(path: str | Path) -> Any:
@@ -625,26 +629,53 @@ def _load_params_yaml(path: str | Path) -> Any:
         raise ConfigError(f"cannot read params file {path}: {err}") from err
 
 
-def _parameter_sections(tree: Any) -> list[Mapping[str, Any]]:
-    """Every ``ros__parameters`` mapping, at any depth (``NODE:`` or ``/NAMESPACE: NODE:`` above it)."""
+def _parameter_sections(tree: Any, prefix: str = "") -> list[tuple[str, Mapping[str, Any]]]:
+    """``(fully qualified node name or pattern, ros__parameters)`` of every section, at any depth
+    (``NODE:``, ``/NAMESPACE/NODE:`` or ``/NAMESPACE: NODE:``, wildcards ``*`` and ``**`` kept)."""
     if not isinstance(tree, Mapping):
         return []
     if isinstance(tree.get("ros__parameters"), Mapping):
-        return [tree["ros__parameters"]]
-    return [section for value in tree.values() for section in _parameter_sections(value)]
+        return [(prefix or "/", tree["ros__parameters"])]
+    return [
+        section
+        for key, value in tree.items()
+        for section in _parameter_sections(value, f"{prefix}/{str(key).strip('/')}")
+    ]
 
 
-def read_params_file(path: str | Path) -> dict[str, Any]:
-    """The parameters of a ROS 2 params file (``[NAMESPACE:] NODE: ros__parameters: {...}``, nested keys
-    flattened to dotted names; every node section merged). Raises :class:`ConfigError` naming the file,
-    also for what ROS 2 itself would refuse (:func:`check_list_types`)."""
+def _names_node(pattern: str, node: str) -> bool:
+    """Whether a section's name applies to the node ``node`` (fully qualified), as rcl matches them:
+    ``*`` stands for one name token, ``**`` for any number of tokens."""
+    parts = {"**": "(?:/[^/]+)*", "*": "/[^/]+"}
+    regex = "".join(parts.get(token, "/" + re.escape(token)) for token in pattern.strip("/").split("/"))
+    return re.fullmatch(regex, node) is not None
+
+
+def read_params_file(path: str | Path, node: str = "/fuse_node") -> dict[str, Any]:
+    """The parameters a ROS 2 params file gives the node ``node`` (fully qualified; the fusion node's
+    default name in the root namespace): the sections whose name matches it (``fuse_node``,
+    ``/fuse_node``, ``/**``, ...), merged in file order, nested keys flattened to dotted names. Raises
+    :class:`ConfigError` naming the file, also for lists ROS 2 itself would refuse in any section."""
+    sections = _parameter_sections(_load_params_yaml(path))
+    _check_sections(f"params file {path}", sections)
     params: dict[str, Any] = {}
-    for section in _parameter_sections(_load_params_yaml(path)):
-        _flatten("", section, params)
+    for name, section in sections:
+        if _names_node(name, node):
+            _flatten("", section, params)
     if not params:
-        raise ConfigError(f"params file {path} has no '<node>: ros__parameters:' section")
-    check_list_types(f"params file {path}", params)
+        found = ", ".join(name for name, _ in sections) or "none"
+        raise ConfigError(
+            f"params file {path} has no parameters for {node} (sections: {found}); "
+            f"write them under '{node.rsplit('/', 1)[-1]}: ros__parameters:' or '/**: ros__parameters:'"
+        )
     return params
+
+
+def _check_sections(where: str, sections: list[tuple[str, Mapping[str, Any]]]) -> None:
+    for _, section in sections:
+        flat: dict[str, Any] = {}
+        _flatten("", section, flat)
+        check_list_types(where, flat)
 
 
 def check_ros_arguments(ros_args: list[str]) -> None:
@@ -653,10 +684,7 @@ def check_ros_arguments(ros_args: list[str]) -> None:
     for k, token in enumerate(ros_args[:-1]):
         value = ros_args[k + 1]
         if token == "--params-file":
-            params: dict[str, Any] = {}
-            for section in _parameter_sections(_load_params_yaml(value)):
-                _flatten("", section, params)
-            check_list_types(f"params file {value}", params)
+            _check_sections(f"params file {value}", _parameter_sections(_load_params_yaml(value)))
         elif token in ("-p", "--param") and ":=" in value:
             name, text = value.split(":=", 1)
             try:
@@ -666,23 +694,21 @@ def check_ros_arguments(ros_args: list[str]) -> None:
             check_list_types("-p", {name: parsed})
 
 
-_LIST_ELEMENT_TYPES = (bool, int, float, str)
-
-
 def check_list_types(where: str, params: Mapping[str, Any]) -> None:
-    """Refuse the lists ROS 2's parameter parser refuses (it stops the node with a traceback): elements
-    not all of one type (``[1.02, 0.0, 1]``: doubles and an integer), or not bool / integer / double /
-    string (a list of lists). Raises :class:`ConfigError` naming ``where`` and the parameter."""
+    """Refuse the lists ROS 2's parameter parser certainly refuses (it stops the node with a traceback):
+    lists of lists or mappings, and booleans, integers and doubles mixed (``[1.02, 0.0, 1]``). Lists with
+    strings are left to ROS 2, which types words such as ``y`` or ``1_000`` differently from YAML. Raises
+    :class:`ConfigError` naming ``where`` and the parameter."""
     for name, value in params.items():
         if not isinstance(value, list):
             continue
-        if not all(isinstance(v, _LIST_ELEMENT_TYPES) for v in value):
+        if any(isinstance(v, (list, Mapping)) for v in value):
             raise ConfigError(
                 f"{where}: {name} = {value!r}: a ROS 2 list parameter holds booleans, integers, doubles "
                 "or strings, not lists or mappings"
             )
         kinds = {type(v).__name__ for v in value}
-        if len(kinds) > 1:
+        if len(kinds) > 1 and kinds <= {"bool", "int", "float"}:
             hint = "write whole numbers as doubles (1 -> 1.0)" if kinds == {"int", "float"} else "one type"
             raise ConfigError(
                 f"{where}: {name} mixes {' and '.join(sorted(kinds))} elements ({value!r}); ROS 2 needs "

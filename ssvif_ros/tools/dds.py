@@ -68,10 +68,16 @@ FASTDDS_SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
 
 
 def write_shm_profile(folder: str | os.PathLike) -> Path:
-    """Write the shared-memory Fast DDS profile to ``folder/fastdds_shm.xml`` and return its path."""
+    """Write the shared-memory Fast DDS profile to ``folder/fastdds_shm.xml`` and return its path. The node,
+    the player and the recorder start together and share the file: it is replaced whole (a temporary file
+    renamed over it), and only when its text differs, so no process reads it half-written."""
     path = Path(folder) / "fastdds_shm.xml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(FASTDDS_SHM_PROFILE)
+    if path.is_file() and path.read_text() == FASTDDS_SHM_PROFILE:
+        return path
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(FASTDDS_SHM_PROFILE)
+    os.replace(partial, path)
     return path
 
 

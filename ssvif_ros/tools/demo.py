@@ -402,14 +402,23 @@ def analyse_live(
     }
 
 
+def _offline_config(params_file: Path) -> Any:
+    """The node's configuration from the params file (as /fuse_node reads it); DemoError if it cannot work."""
+    from ssvif_ros.node.params import ConfigError, parse_config, read_params_file
+
+    try:
+        return parse_config(read_params_file(params_file), defaults=True)
+    except ConfigError as err:
+        raise DemoError(str(err)) from err
+
+
 def _offline_pipeline(weights: str | None, args: argparse.Namespace) -> Any:
     """The node's per-pair pipeline as the demo configured it (--params-file; the demo's overrides do not
     touch gain or registration), with the node's model: the checkpoint or the seeded random lightunet."""
     from ssvif_ros.fusion.fusers import open_fuser
     from ssvif_ros.fusion.pipeline import PairProcessor
-    from ssvif_ros.node.params import parse_config, read_params_file
 
-    cfg = parse_config(read_params_file(args.params_file), defaults=True)
+    cfg = _offline_config(args.params_file)
     engine = open_fuser(
         weights or "lightunet",
         allow_untrained=not weights,
@@ -573,6 +582,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("ssvif-demo: --frames must be >= 1")
     if not args.params_file.is_file():
         raise SystemExit(f"ssvif-demo: --params-file {args.params_file} does not exist")
+    try:  # checked before anything starts: the offline half reads it after the live run
+        _offline_config(args.params_file)
+    except DemoError as err:
+        raise SystemExit(f"ssvif-demo: {err}") from err
     # the children run in the repository root: every path they are given is absolute
     args.params_file, args.out = args.params_file.resolve(), args.out.resolve()
     args.bag = args.bag.resolve() if args.bag is not None else None

@@ -991,6 +991,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node = p.add_argument_group("node settings (default: the node's; --params-file reads its YAML)")
     node.add_argument("--params-file", type=Path, help="the node's ROS 2 params file, e.g. config/fuse.yaml")
+    node.add_argument(
+        "--node-name",
+        default="/fuse_node",
+        help="the node whose section of --params-file applies, fully qualified as ROS 2 matches it "
+        "(default /fuse_node; e.g. /robot1/fuse_node for launch namespace:=robot1)",
+    )
     node.add_argument("--visible-topic", default=DEFAULT_TOPICS["visible"])
     node.add_argument("--thermal-topic", default=DEFAULT_TOPICS["thermal"])
     node.add_argument(
@@ -1049,7 +1055,7 @@ def node_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """(the node's validated settings, the params file's raw values): node default < params file <
     option, validated exactly as the node validates them (an unknown or bad name is a ReplayError)."""
     try:
-        file_values = read_params_file(args.params_file) if args.params_file else {}
+        file_values = read_params_file(args.params_file, args.node_name) if args.params_file else {}
         values = dict(file_values)
         for dest, name in CLI_PARAMETERS.items():
             if getattr(args, dest) is not None:
