@@ -575,6 +575,27 @@ def test_a_silent_raw_input_whose_compressed_topic_is_published_names_the_transp
 
 
 @pytest.mark.ros
+def test_with_compressed_inputs_the_warning_names_the_compressed_subscription_to_remap(graph, checkpoint):
+    """Remapping only visible/image_raw does not move the compressed subscription: the warning says which
+    name to remap."""
+    timeouts = {"timeouts.visible_s": 0.2, "timeouts.thermal_s": 30.0}
+    params = node_params(checkpoint, **{"inputs.transport": "compressed", **timeouts})
+    node = graph.add(
+        FuseNode(
+            context=graph.context,
+            parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+            cli_args=["--ros-args", "-r", "__ns:=/remap_test", "-r", "visible/image_raw:=/cam/image"],
+        )
+    )
+    logger = RecordingLogger()
+    node.get_logger = lambda: logger
+    assert node.topics[0] == "/remap_test/visible/image_raw/compressed"
+    graph.spin_until(lambda: any("no message since start" in w for w in logger.warnings), 5, "the warning")
+    warning = next(w for w in logger.warnings if "no message since start" in w)
+    assert "remapping of visible/image_raw/compressed (inputs.transport is compressed)" in warning, warning
+
+
+@pytest.mark.ros
 def test_latest_policy_pairs_a_visible_frame_with_the_closest_recent_thermal(graph, checkpoint, reference):
     params = {"sync.policy": "latest", "sync.slop_s": 0.06, "outputs.encoding": "bgr8"}
     node = graph.fuse_node(node_params(checkpoint, **params))
@@ -804,6 +825,40 @@ def test_the_pre_check_refuses_a_list_only_where_rcl_does(value):
     except ConfigError:
         refused = True
     assert refused == rcl_refuses, f"{value}: pre-check {refused}, rcl {rcl_refuses}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "fuse_node:\n  ros__parameters:\n    device:\n",  # no value
+        "fuse_node:\n  device: cpu\n",  # a value outside ros__parameters
+        "fuse_node:\n  ros__parameters:\n    x: []\n    a: {b: [1.0, 2.5e3]}\n",
+        "/**:\n  ros__parameters:\n    device: cpu\n"
+        "/robot:\n  fuse_node:\n    ros__parameters:\n      n: 1\n",
+    ],
+)
+def test_the_pre_check_refuses_a_params_file_only_where_rcl_does(text, tmp_path):
+    from rclpy.context import Context
+
+    from ssvif_ros.node.params import check_ros_arguments
+
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    context = Context()
+    try:
+        rclpy.init(args=["x", "--ros-args", "--params-file", str(path)], context=context)
+        rcl_refuses = False
+    except Exception:  # rclpy raises its own RCL error types here
+        rcl_refuses = True
+    finally:
+        if context.ok():
+            rclpy.shutdown(context=context)
+    try:
+        check_ros_arguments(["--params-file", str(path)])
+        refused = False
+    except ConfigError:
+        refused = True
+    assert refused == rcl_refuses, f"{text!r}: pre-check {refused}, rcl {rcl_refuses}"
 
 
 def test_a_params_file_ros_cannot_parse_is_refused_in_one_line(tmp_path):

@@ -496,11 +496,19 @@ class FusionNodeCore:
             else:
                 action = "no fused output until it returns"
             what = "no message since start" if never else "silent"
-            advice = self._transport_hint(index) or "check the camera driver and the topic remapping"
+            advice = self._transport_hint(index) or self._remap_advice(index)
             self.get_logger().warning(
                 f"{name} topic {self.topics[index]} {what} for {silent:.1f} s (timeout {timeout:g} s): "
                 f"{action}; {advice}"
             )
+
+    def _remap_advice(self, index: int) -> str:
+        """The generic advice; with compressed inputs the name to remap is the compressed one (remapping
+        only ``visible/image_raw`` leaves the subscription where it was)."""
+        if self.config.input_transport != "compressed":
+            return "check the camera driver and the topic remapping"
+        own = (VISIBLE_TOPIC, THERMAL_TOPIC)[index] + "/compressed"
+        return f"check the camera driver and the remapping of {own} (inputs.transport is compressed)"
 
     def _transport_hint(self, index: int) -> str | None:
         """What to change when the input's other image transport has publishers (a compressed recording

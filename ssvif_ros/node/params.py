@@ -656,8 +656,9 @@ def read_params_file(path: str | Path, node: str = "/fuse_node") -> dict[str, An
     default name in the root namespace): the sections whose name matches it (``fuse_node``,
     ``/fuse_node``, ``/**``, ...), merged in file order, nested keys flattened to dotted names. Raises
     :class:`ConfigError` naming the file, also for lists ROS 2 itself would refuse in any section."""
-    sections = _parameter_sections(_load_params_yaml(path))
-    _check_sections(f"params file {path}", sections)
+    tree = _load_params_yaml(path)
+    _check_params_tree(f"params file {path}", tree)
+    sections = _parameter_sections(tree)
     params: dict[str, Any] = {}
     for name, section in sections:
         if _names_node(name, node):
@@ -671,11 +672,26 @@ def read_params_file(path: str | Path, node: str = "/fuse_node") -> dict[str, An
     return params
 
 
-def _check_sections(where: str, sections: list[tuple[str, Mapping[str, Any]]]) -> None:
-    for _, section in sections:
-        flat: dict[str, Any] = {}
-        _flatten("", section, flat)
-        check_list_types(where, flat)
+def _check_params_tree(where: str, tree: Any, path: str = "") -> None:
+    """Refuse what rcl refuses in a params file's layout: a value outside any ``ros__parameters:``
+    section, and a parameter with no value; then the lists of every section (:func:`check_list_types`)."""
+    if tree is None and not path:
+        return  # an empty file
+    if not isinstance(tree, Mapping):
+        raise ConfigError(
+            f"{where}: {path or 'the file'} holds a value outside any 'ros__parameters:' section (ROS 2 "
+            "refuses the file): write NODE:, then ros__parameters:, then the parameters"
+        )
+    for key, value in tree.items():
+        if key == "ros__parameters" and isinstance(value, Mapping):
+            flat: dict[str, Any] = {}
+            _flatten("", value, flat)
+            empty = [name for name, v in flat.items() if v is None]
+            if empty:
+                raise ConfigError(f"{where}: {path}/{empty[0]} has no value (ROS 2 refuses the file)")
+            check_list_types(where, flat)
+        else:
+            _check_params_tree(where, value, f"{path}/{key}")
 
 
 def check_ros_arguments(ros_args: list[str]) -> None:
@@ -684,7 +700,7 @@ def check_ros_arguments(ros_args: list[str]) -> None:
     for k, token in enumerate(ros_args[:-1]):
         value = ros_args[k + 1]
         if token == "--params-file":
-            _check_sections(f"params file {value}", _parameter_sections(_load_params_yaml(value)))
+            _check_params_tree(f"params file {value}", _load_params_yaml(value))
         elif token in ("-p", "--param") and ":=" in value:
             name, text = value.split(":=", 1)
             try:
