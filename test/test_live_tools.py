@@ -119,11 +119,13 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def _spawn(module: str, args: list[str], log: Path) -> subprocess.Popen:
+    """A tool or the node in its own process, choosing its own transport (no profile inherited)."""
+    env = {k: v for k, v in os.environ.items() if k != "FASTDDS_DEFAULT_PROFILES_FILE"}
     with open(log, "wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", module, *args],
             cwd=REPO,
-            env=os.environ,
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -207,7 +209,8 @@ def test_play_node_record_round_trip_keeps_or_maps_stamps_and_record_stops_on_si
             stop_process(record)
         stop_process(node)
 
-    assert "Fast DDS profile" in logs[1].read_text(), "ssvif-record should use the shared-memory profile"
+    own_profile = Path(os.environ["XDG_CONFIG_HOME"]) / "ssvif_ros" / "fastdds_shm.xml"  # conftest's folder
+    assert f"Fast DDS profile {own_profile}" in logs[1].read_text(), "ssvif-record should use its own profile"
     assert kept["published"] == {VISIBLE: FRAMES, THERMAL: FRAMES}
     assert restamped["published"] == {VISIBLE: FRAMES, THERMAL: FRAMES}
     with open_reader(short_bag) as bag:
