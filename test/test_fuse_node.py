@@ -696,6 +696,19 @@ def _start_node(args: list[str], log: Path) -> subprocess.Popen:
         )
 
 
+def _node_exit(args: list[str], tmp_path: Path) -> tuple[int, str]:
+    """Start the node with ``--ros-args *args`` and wait for it to stop: (exit code, its output)."""
+    log = tmp_path / "node.log"
+    process = _start_node(args, log)
+    try:
+        code = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+    return code, log.read_text()
+
+
 @pytest.mark.ros
 def test_node_process_with_params_file_fuses_and_shuts_down_cleanly(graph, checkpoint, reference, tmp_path):
     overrides = tmp_path / "test_fuse.yaml"
@@ -754,17 +767,9 @@ def test_node_process_with_params_file_fuses_and_shuts_down_cleanly(graph, check
 
 @pytest.mark.ros
 def test_node_process_exits_nonzero_naming_a_bad_parameter(tmp_path):
-    log = tmp_path / "node.log"
-    process = _start_node(
-        ["--params-file", str(REPO / "config" / "fuse.yaml"), "-p", "thermal.mode:=hot"], log
+    code, text = _node_exit(
+        ["--params-file", str(REPO / "config" / "fuse.yaml"), "-p", "thermal.mode:=hot"], tmp_path
     )
-    try:
-        code = process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
-    text = log.read_text()
     assert code == 2, text
     assert "thermal.mode" in text and "hot" in text
 
@@ -799,20 +804,16 @@ def test_the_arguments_ros_would_refuse_are_refused_first(tmp_path):
         check_ros_arguments(["--params-file", str(lists)])
 
 
-@pytest.mark.parametrize(
-    "value",
-    ["[1.0, 2.5e3]", "[1.0, inf]", "[1e-05, 1.0]", "[yes, y]", "[2024-01-01, foo]", "[1.0, 1]", "[true, 1]"],
-)
-def test_the_pre_check_refuses_a_list_only_where_rcl_does(value):
-    """The same -p value through rcl's own parser (rclpy.init on a context of its own) and the pre-check:
-    a refusal by the pre-check is never a list rcl would have taken, and int + double is caught."""
+def _refused_by_pre_check_and_by_rcl(ros_args: list[str]) -> tuple[bool, bool]:
+    """(the node's pre-check refuses ``ros_args``, rcl's own parser does: rclpy.init on a context of its
+    own)."""
     from rclpy.context import Context
 
     from ssvif_ros.node.params import check_ros_arguments
 
     context = Context()
     try:
-        rclpy.init(args=["x", "--ros-args", "-p", f"p:={value}"], context=context)
+        rclpy.init(args=["x", "--ros-args", *ros_args], context=context)
         rcl_refuses = False
     except Exception:  # rclpy raises its own RCL error types here
         rcl_refuses = True
@@ -820,10 +821,20 @@ def test_the_pre_check_refuses_a_list_only_where_rcl_does(value):
         if context.ok():
             rclpy.shutdown(context=context)
     try:
-        check_ros_arguments(["-p", f"p:={value}"])
-        refused = False
+        check_ros_arguments(ros_args)
+        return False, rcl_refuses
     except ConfigError:
-        refused = True
+        return True, rcl_refuses
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["[1.0, 2.5e3]", "[1.0, inf]", "[1e-05, 1.0]", "[yes, y]", "[2024-01-01, foo]", "[1.0, 1]", "[true, 1]"],
+)
+def test_the_pre_check_refuses_a_list_only_where_rcl_does(value):
+    """The same -p value through rcl's own parser (rclpy.init on a context of its own) and the pre-check:
+    a refusal by the pre-check is never a list rcl would have taken, and int + double is caught."""
+    refused, rcl_refuses = _refused_by_pre_check_and_by_rcl(["-p", f"p:={value}"])
     assert refused == rcl_refuses, f"{value}: pre-check {refused}, rcl {rcl_refuses}"
 
 
@@ -838,26 +849,9 @@ def test_the_pre_check_refuses_a_list_only_where_rcl_does(value):
     ],
 )
 def test_the_pre_check_refuses_a_params_file_only_where_rcl_does(text, tmp_path):
-    from rclpy.context import Context
-
-    from ssvif_ros.node.params import check_ros_arguments
-
     path = tmp_path / "p.yaml"
     path.write_text(text)
-    context = Context()
-    try:
-        rclpy.init(args=["x", "--ros-args", "--params-file", str(path)], context=context)
-        rcl_refuses = False
-    except Exception:  # rclpy raises its own RCL error types here
-        rcl_refuses = True
-    finally:
-        if context.ok():
-            rclpy.shutdown(context=context)
-    try:
-        check_ros_arguments(["--params-file", str(path)])
-        refused = False
-    except ConfigError:
-        refused = True
+    refused, rcl_refuses = _refused_by_pre_check_and_by_rcl(["--params-file", str(path)])
     assert refused == rcl_refuses, f"{text!r}: pre-check {refused}, rcl {rcl_refuses}"
 
 
@@ -872,15 +866,7 @@ def test_a_params_file_ros_cannot_parse_is_refused_in_one_line(tmp_path):
         )
     )
     assert bad.read_text() != text, "config/fuse.yaml's homography line changed: update this test"
-    log = tmp_path / "node.log"
-    process = _start_node(["--params-file", str(bad)], log)
-    try:
-        code = process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
-    out = log.read_text()
+    code, out = _node_exit(["--params-file", str(bad)], tmp_path)
     assert code == 2, out
     assert "registration.homography" in out and "1 -> 1.0" in out and "Traceback" not in out
 

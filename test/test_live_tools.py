@@ -323,6 +323,20 @@ def test_play_publishes_compressed_topics_that_record_keeps_byte_for_byte(tmp_pa
 # --- the demo, once, small ------------------------------------------------------------------------------
 
 
+def _run_demo(command: list[str]) -> subprocess.CompletedProcess:
+    """``ssvif-demo *command`` in its own process; fails the test with its output unless it exits 0."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ssvif_ros.tools.demo", *command],
+        cwd=REPO,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_demo_smoke_run_fuses_live_reports_and_leaves_readable_outputs(tmp_path):
@@ -332,27 +346,8 @@ def test_demo_smoke_run_fuses_live_reports_and_leaves_readable_outputs(tmp_path)
     identity = "registration.homography: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]"
     shifted = "registration.homography: [1.0, 0.0, 2.0, 0.0, 1.0, -1.0, 0.0, 0.0, 1.0]"
     params.write_text((REPO / "config" / "fuse.yaml").read_text().replace(identity, shifted))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ssvif_ros.tools.demo",
-            "--out",
-            str(out),
-            "--frames",
-            "6",
-            "--size",
-            "160x120",
-            "--params-file",
-            str(params),
-        ],
-        cwd=REPO,
-        env=os.environ,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    command = ["--out", str(out), "--frames", "6", "--size", "160x120", "--params-file", str(params)]
+    result = _run_demo(command)
     summary = json.loads((out / "summary.json").read_text())
     live = summary["live"]
     assert live["played_visible"] == 6
@@ -395,15 +390,7 @@ def test_demo_on_a_compressed_recording_with_a_calibrated_params_file(tmp_path):
     out = tmp_path / "demo"
     command = ["--out", str(out), "--bag", str(tmp_path / "rig.mcap"), "--params-file", str(params)]
     command += ["--visible-topic", "/camera/image_raw", "--thermal-topic", "/flir/image_raw"]
-    result = subprocess.run(
-        [sys.executable, "-m", "ssvif_ros.tools.demo", *command],
-        cwd=REPO,
-        env=os.environ,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    _run_demo(command)
     live = json.loads((out / "summary.json").read_text())["live"]
     assert live["played_visible"] == 4 and 2 <= live["fused_frames"] <= 4
     assert live["live_vs_offline"]["frames"] >= 1 and live["live_vs_offline"]["max_abs_diff"] <= 1

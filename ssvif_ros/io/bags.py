@@ -33,7 +33,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterEr
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from ssvif_ros.io.compressed import INPUT_DECODERS, encode_compressed
+from ssvif_ros.io.compressed import COMPRESSED_TOPIC_SUFFIX, INPUT_DECODERS, encode_compressed
 from ssvif_ros.io.image_msg import COMPRESSED_IMAGE_TYPE, ENCODINGS, IMAGE_TYPE, _checked_array
 
 __all__ = [
@@ -204,7 +204,7 @@ class BagReader:
         ``CompressedImage`` messages, else its image_transport ``compressed`` sibling ``topic/compressed``
         when only that was recorded. Raises :class:`BagError` naming ``option`` and the bag's topics."""
         topics = self.topics()
-        for candidate in (topic, f"{topic}/compressed"):
+        for candidate in (topic, topic + COMPRESSED_TOPIC_SUFFIX):
             if topics.get(candidate) in CAMERA_IMAGE_TYPES:
                 return candidate, topics[candidate]
         found = f"has type {topics[topic]}" if topic in topics else "is not in the bag"

@@ -24,6 +24,7 @@ from ssvif_ros.io.image_msg import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, MalformedI
 
 __all__ = [
     "CODECS",
+    "COMPRESSED_TOPIC_SUFFIX",
     "INPUT_DECODERS",
     "decode_compressed",
     "encode_compressed",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 CODECS = ("jpeg", "jpg", "png")
+COMPRESSED_TOPIC_SUFFIX = "/compressed"  # image_transport: compressed images of TOPIC are on TOPIC/compressed
 
 
 def decode_compressed(msg: Any, topic: str = "") -> np.ndarray:

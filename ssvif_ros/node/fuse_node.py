@@ -56,7 +56,7 @@ from ssvif_ros.fusion.pairing import (
 from ssvif_ros.fusion.pipeline import PairDropped, PairProcessor
 from ssvif_ros.fusion.registration import Registration
 from ssvif_ros.fusion.threads import apply_threads
-from ssvif_ros.io.compressed import INPUT_DECODERS
+from ssvif_ros.io.compressed import COMPRESSED_TOPIC_SUFFIX, INPUT_DECODERS
 from ssvif_ros.io.image_msg import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, MalformedImage, fill_image
 from ssvif_ros.node.diagnostics import INPUTS, FusionDiagnostics, to_diagnostic_array
 from ssvif_ros.node.dispatch import NewestDispatcher
@@ -105,9 +105,9 @@ def other_transport_topic(topic: str, transport: str) -> tuple[str, str] | None:
     image_transport's compressed images of ``/cam/image`` are on ``/cam/image/compressed``. None when a
     compressed subscription's name does not end that way (its raw topic is then unknown)."""
     if transport != "compressed":
-        return f"{topic}/compressed", "compressed"
-    if topic.endswith("/compressed"):
-        return topic[: -len("/compressed")], "raw"
+        return topic + COMPRESSED_TOPIC_SUFFIX, "compressed"
+    if topic.endswith(COMPRESSED_TOPIC_SUFFIX):
+        return topic.removesuffix(COMPRESSED_TOPIC_SUFFIX), "raw"
     return None
 
 
@@ -305,7 +305,7 @@ class FusionNodeCore:
         self._sync = create_sync(cfg.sync_policy, cfg.sync_queue_size, cfg.sync_slop_s)
         # raw sensor_msgs/Image, or image_transport's compressed topics (JPEG/PNG, decoded with OpenCV)
         compressed = cfg.input_transport == "compressed"
-        kind, suffix = (CompressedImage, "/compressed") if compressed else (Image, "")
+        kind, suffix = (CompressedImage, COMPRESSED_TOPIC_SUFFIX) if compressed else (Image, "")
         self._decoders = INPUT_DECODERS[COMPRESSED_IMAGE_TYPE if compressed else IMAGE_TYPE]
         self._subs = [
             self.create_subscription(kind, VISIBLE_TOPIC + suffix, self._on_visible, in_qos),
@@ -507,7 +507,7 @@ class FusionNodeCore:
         only ``visible/image_raw`` leaves the subscription where it was)."""
         if self.config.input_transport != "compressed":
             return "check the camera driver and the topic remapping"
-        own = (VISIBLE_TOPIC, THERMAL_TOPIC)[index] + "/compressed"
+        own = (VISIBLE_TOPIC, THERMAL_TOPIC)[index] + COMPRESSED_TOPIC_SUFFIX
         return f"check the camera driver and the remapping of {own} (inputs.transport is compressed)"
 
     def _transport_hint(self, index: int) -> str | None:

@@ -629,18 +629,31 @@ def _load_params_yaml(path: str | Path) -> Any:
         raise ConfigError(f"cannot read params file {path}: {err}") from err
 
 
-def _parameter_sections(tree: Any, prefix: str = "") -> list[tuple[str, Mapping[str, Any]]]:
-    """``(fully qualified node name or pattern, ros__parameters)`` of every section, at any depth
-    (``NODE:``, ``/NAMESPACE/NODE:`` or ``/NAMESPACE: NODE:``, wildcards ``*`` and ``**`` kept)."""
+def _parameter_sections(where: str, tree: Any, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """``(fully qualified node name or pattern, flattened parameters)`` of every ``ros__parameters``
+    section, at any depth (``NODE:``, ``/NAMESPACE/NODE:`` or ``/NAMESPACE: NODE:``; wildcards ``*`` and
+    ``**`` kept). Refuses, naming ``where``, what rcl refuses in any section: a value outside every
+    ``ros__parameters:``, a parameter with no value, a list it cannot type (:func:`check_list_types`)."""
+    if tree is None and not prefix:
+        return []  # an empty file
     if not isinstance(tree, Mapping):
-        return []
-    if isinstance(tree.get("ros__parameters"), Mapping):
-        return [(prefix or "/", tree["ros__parameters"])]
-    return [
-        section
-        for key, value in tree.items()
-        for section in _parameter_sections(value, f"{prefix}/{str(key).strip('/')}")
-    ]
+        raise ConfigError(
+            f"{where}: {prefix or 'the file'} holds a value outside any 'ros__parameters:' section (ROS 2 "
+            "refuses the file): write NODE:, then ros__parameters:, then the parameters"
+        )
+    sections: list[tuple[str, dict[str, Any]]] = []
+    for key, value in tree.items():
+        if key == "ros__parameters" and isinstance(value, Mapping):
+            params: dict[str, Any] = {}
+            _flatten("", value, params)
+            empty = [name for name, v in params.items() if v is None]
+            if empty:
+                raise ConfigError(f"{where}: {prefix}/{empty[0]} has no value (ROS 2 refuses the file)")
+            check_list_types(where, params)
+            sections.append((prefix or "/", params))
+        else:
+            sections += _parameter_sections(where, value, f"{prefix}/{str(key).strip('/')}")
+    return sections
 
 
 def _names_node(pattern: str, node: str) -> bool:
@@ -656,13 +669,11 @@ def read_params_file(path: str | Path, node: str = "/fuse_node") -> dict[str, An
     default name in the root namespace): the sections whose name matches it (``fuse_node``,
     ``/fuse_node``, ``/**``, ...), merged in file order, nested keys flattened to dotted names. Raises
     :class:`ConfigError` naming the file, also for lists ROS 2 itself would refuse in any section."""
-    tree = _load_params_yaml(path)
-    _check_params_tree(f"params file {path}", tree)
-    sections = _parameter_sections(tree)
+    sections = _parameter_sections(f"params file {path}", _load_params_yaml(path))
     params: dict[str, Any] = {}
     for name, section in sections:
         if _names_node(name, node):
-            _flatten("", section, params)
+            params.update(section)
     if not params:
         found = ", ".join(name for name, _ in sections) or "none"
         raise ConfigError(
@@ -672,35 +683,13 @@ def read_params_file(path: str | Path, node: str = "/fuse_node") -> dict[str, An
     return params
 
 
-def _check_params_tree(where: str, tree: Any, path: str = "") -> None:
-    """Refuse what rcl refuses in a params file's layout: a value outside any ``ros__parameters:``
-    section, and a parameter with no value; then the lists of every section (:func:`check_list_types`)."""
-    if tree is None and not path:
-        return  # an empty file
-    if not isinstance(tree, Mapping):
-        raise ConfigError(
-            f"{where}: {path or 'the file'} holds a value outside any 'ros__parameters:' section (ROS 2 "
-            "refuses the file): write NODE:, then ros__parameters:, then the parameters"
-        )
-    for key, value in tree.items():
-        if key == "ros__parameters" and isinstance(value, Mapping):
-            flat: dict[str, Any] = {}
-            _flatten("", value, flat)
-            empty = [name for name, v in flat.items() if v is None]
-            if empty:
-                raise ConfigError(f"{where}: {path}/{empty[0]} has no value (ROS 2 refuses the file)")
-            check_list_types(where, flat)
-        else:
-            _check_params_tree(where, value, f"{path}/{key}")
-
-
 def check_ros_arguments(ros_args: list[str]) -> None:
     """Refuse, with a message that says what to do, the ``--params-file FILE`` and ``-p NAME:=VALUE``
     arguments that ROS 2 itself refuses with a traceback at ``rclpy.init`` (lists it cannot type)."""
     for k, token in enumerate(ros_args[:-1]):
         value = ros_args[k + 1]
         if token == "--params-file":
-            _check_params_tree(f"params file {value}", _load_params_yaml(value))
+            _parameter_sections(f"params file {value}", _load_params_yaml(value))  # raises what rcl refuses
         elif token in ("-p", "--param") and ":=" in value:
             name, text = value.split(":=", 1)
             try:

@@ -208,6 +208,7 @@ def input_remaps(recorded: dict[str, tuple[str, str]], visible_topic: str, therm
     """The node's input remaps and ``inputs.transport`` for the topics as the bag recorded them
     (:func:`inspect_input`'s ``recorded``): raw ``Image`` topics or image_transport ``compressed`` ones —
     one transport for both, as the node has (a DemoError otherwise)."""
+    from ssvif_ros.io.compressed import COMPRESSED_TOPIC_SUFFIX
     from ssvif_ros.io.image_msg import COMPRESSED_IMAGE_TYPE
 
     (vis_name, vis_type), (th_name, th_type) = recorded[visible_topic], recorded[thermal_topic]
@@ -216,7 +217,8 @@ def input_remaps(recorded: dict[str, tuple[str, str]], visible_topic: str, therm
             f"the bag has {vis_name} as {vis_type} and {th_name} as {th_type}: the node reads both inputs "
             "with one transport (inputs.transport); record both raw or both compressed"
         )
-    suffix, transport = ("/compressed", "compressed") if vis_type == COMPRESSED_IMAGE_TYPE else ("", "raw")
+    compressed = vis_type == COMPRESSED_IMAGE_TYPE
+    suffix, transport = (COMPRESSED_TOPIC_SUFFIX, "compressed") if compressed else ("", "raw")
     return [
         "-r", f"visible/image_raw{suffix}:={vis_name}",
         "-r", f"thermal/image_raw{suffix}:={th_name}",

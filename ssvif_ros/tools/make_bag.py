@@ -52,6 +52,7 @@ from ssvif_ros.io.bags import (
     make_image_msg,
     open_writer,
 )
+from ssvif_ros.io.compressed import COMPRESSED_TOPIC_SUFFIX
 
 __all__ = ["BagPlan", "RigOptions", "main", "make_bag", "plan_stamps"]
 
@@ -242,7 +243,7 @@ def make_bag(
     names = {kind: topics[kind] for kind in ("visible", "thermal", "labels")}
     for kind in ("visible", "thermal"):
         if opts.codecs[kind] != "raw":  # image_transport's compressed topic beside the raw name
-            names[kind] = f"{topics[kind]}/compressed"
+            names[kind] = topics[kind] + COMPRESSED_TOPIC_SUFFIX
     with open_writer(out, storage, bag_format) as bag:
         out = bag.path
         for kind in ("visible", "thermal", "labels") if has_labels else ("visible", "thermal"):
