@@ -99,12 +99,13 @@ def test_dynamic_export_runs_at_any_size(checkpoint, tmp_path):
         assert (labels != ref_labels.numpy()).mean() < 1e-2
 
 
-def test_replicate_padding_and_luminance_decoder_export_and_match_pytorch(tmp_path):
+@pytest.mark.parametrize("guide", ["saliency", "learned"])
+def test_replicate_padding_and_luminance_decoder_export_and_match_pytorch(tmp_path, guide):
     """lightunet with ``padding=replicate`` (docs/edge_artefact.md; a Pad in edge mode) and the luminance
-    decoder and a replicate-padded head, the default model's configuration, goes through ONNX; the sidecar
-    keeps every choice."""
+    decoder and a replicate-padded head, the default model's configuration (and its learned-guide
+    variant), goes through ONNX; the sidecar keeps every choice."""
     torch.manual_seed(3)
-    model = create_model("lightunet", padding="replicate", correction="luminance", guide="saliency").eval()
+    model = create_model("lightunet", padding="replicate", correction="luminance", guide=guide).eval()
     with torch.no_grad():
         model.decoder.source_weight.copy_(torch.tensor([0.4, -0.2]))  # not the identity on the rule
     head = SegHead(model.feature_channels, num_classes=4, hidden_channels=8, padding="replicate").eval()

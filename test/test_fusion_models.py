@@ -7,8 +7,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ssvif_ros.models.base import FusionModel
-from ssvif_ros.models.color import rgb_to_ycbcr
-from ssvif_ros.models.guides import guide_image
+from ssvif_ros.models.color import rgb_to_y, rgb_to_ycbcr
+from ssvif_ros.models.guides import guide_image, pyramid_fusion
 from ssvif_ros.models.lightunet import lightunet, max_luminance_guide
 from ssvif_ros.models.seafusion import SOBEL_X, SOBEL_Y, SobelGradient, seafusion
 
@@ -123,6 +123,26 @@ def test_luminance_decoder_starts_on_its_rule_and_keeps_the_visible_chroma() -> 
     assert torch.allclose(ycc_f[:, 1:][unclipped], ycc_v[:, 1:][unclipped], atol=1e-5)
     with pytest.raises(ValueError, match="correction must be one of joint, luminance"):
         lightunet(correction="split")
+
+
+def test_learned_guide_blends_the_pyramid_towards_thermal_by_a_predicted_weight() -> None:
+    """``guide: learned`` starts near the sources' Laplacian pyramid (thermal weight sigmoid(-3)), and its
+    blend weight comes from the features: a large blend bias puts the guide on the thermal image."""
+    torch.manual_seed(0)
+    model = lightunet(guide="learned", correction="luminance").eval()
+    vis, ir = _inputs(3, 32, 40)
+    y_vis = rgb_to_y(vis)
+    with torch.no_grad():
+        squeezed = model.decoder.squeeze(model.backbone(vis, ir))
+        pyramid = pyramid_fusion(y_vis, ir)
+        start = model.decoder.guide_luminance(squeezed, y_vis, ir)
+        assert 0.03 < ((start - pyramid) / (ir - pyramid)).median() < 0.07
+        model.decoder.blend_bias.fill_(20.0)
+        assert torch.allclose(model.decoder.guide_luminance(squeezed, y_vis, ir), ir, atol=1e-6)
+        model.decoder.blend_bias.fill_(-20.0)
+        assert torch.allclose(model.decoder.guide_luminance(squeezed, y_vis, ir), pyramid, atol=1e-6)
+    with pytest.raises(ValueError, match="'learned' needs correction: luminance"):
+        lightunet(guide="learned", correction="joint")
 
 
 def test_lightunet_rejects_bad_widths() -> None:

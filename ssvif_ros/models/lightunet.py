@@ -7,7 +7,9 @@ image from those features and the full-resolution sources.
 
 Output: a residual on a guide. The guide is a closed-form rule of :mod:`ssvif_ros.models.guides`:
 ``guide="saliency"`` (Laplacian pyramid with thermal saliency) or ``guide="max"`` (the factory default,
-kept for the checkpoints trained with it), the classic max-luminance fusion. Either is applied to the
+kept for the checkpoints trained with it), the classic max-luminance fusion; with the luminance decoder also
+``guide="learned"``: the rule's Laplacian pyramid blended towards the thermal image by a weight the network
+predicts (the saliency rule's hand-made thermal steps, learned). Each is applied to the
 luminance and added to R, G and B alike, which keeps the visible chroma exactly (up to clipping), so an
 untrained model already outputs a sensible fusion that satisfies the intensity and colour terms, and all
 fine detail comes from the sources at full resolution. The network only learns a correction ``delta`` in
@@ -49,13 +51,15 @@ from torch import nn
 
 from ssvif_ros.models.base import ConvBNReLU, FusionModel
 from ssvif_ros.models.color import channel_sum, rgb_to_y
-from ssvif_ros.models.guides import GUIDES, fused_luminance, guide_image
+from ssvif_ros.models.guides import GUIDES, fused_luminance, guide_image, pyramid_fusion
 from ssvif_ros.models.registry import register_model
 
 GUIDE_EPS = 1e-3  # keeps logit(guide) finite for black or saturated pixels
 
 
 CORRECTIONS = ("joint", "luminance")
+LEARNED_GUIDE = "learned"  # the luminance decoder's guide: Laplacian pyramid + a learned thermal blend
+LEARNED_BLEND_START = -3.0  # logit of the learned blend's starting weight of the thermal image (~0.05)
 
 
 class LightUNetBackbone(nn.Module):
@@ -125,20 +129,39 @@ class LuminanceDecoder(nn.Module):
 
     def __init__(self, feature_channels: int, squeeze_channels: int, guide: str = "max"):
         super().__init__()
-        self.guide = _checked_guide(guide)
+        self.guide = _checked_guide(guide, (*GUIDES, LEARNED_GUIDE))
         self.squeeze = ConvBNReLU(feature_channels, squeeze_channels, kernel_size=1)
         bound = 0.1 / squeeze_channels**0.5  # a 1×1 conv's default initialisation, scaled as joint's
         self.context_weight = nn.Parameter(torch.empty(1, squeeze_channels, 1, 1).uniform_(-bound, bound))
         self.context_bias = nn.Parameter(torch.zeros(1))
         self.source_weight = nn.Parameter(torch.zeros(2))  # a, b: starts on the rule
+        if self.guide == LEARNED_GUIDE:
+            self.blend_weight = nn.Parameter(torch.empty(squeeze_channels).uniform_(-bound, bound))
+            self.blend_bias = nn.Parameter(torch.full((1,), LEARNED_BLEND_START))
 
     def forward(self, features: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        context = channel_sum(self.squeeze(features), self.context_weight.flatten()) + self.context_bias
+        squeezed = self.squeeze(features)
+        context = channel_sum(squeezed, self.context_weight.flatten()) + self.context_bias
         y_vis = rgb_to_y(vis)
-        delta = F.interpolate(context, size=vis.shape[-2:], mode="bilinear", align_corners=False)
-        delta = delta + self.source_weight[0] * y_vis + self.source_weight[1] * ir
-        y_fused = logit_residual(fused_luminance(self.guide, y_vis, ir), delta)
+        delta = _resized(context, vis) + self.source_weight[0] * y_vis + self.source_weight[1] * ir
+        y_fused = logit_residual(self.guide_luminance(squeezed, y_vis, ir), delta)
         return (vis + (y_fused - y_vis)).clamp(0.0, 1.0)
+
+    def guide_luminance(self, squeezed: torch.Tensor, y_vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        """The guide's luminance (B,1,H,W). ``learned``: the Laplacian pyramid of the two sources blended
+        towards the raw thermal image by a weight the features predict at 1/4 resolution (the saliency
+        rule's hand-made thermal steps, learned instead: the features can tell a compact warm target from a
+        warm road by more than a fixed blur)."""
+        if self.guide != LEARNED_GUIDE:
+            return fused_luminance(self.guide, y_vis, ir)
+        pyramid = pyramid_fusion(y_vis, ir)
+        blend = channel_sum(squeezed, self.blend_weight) + self.blend_bias
+        return pyramid + torch.sigmoid(_resized(blend, ir)) * (ir - pyramid)
+
+
+def _resized(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``x`` (B,C,h,w) bilinearly resized to ``like``'s height and width."""
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def logit_residual(guide: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -147,9 +170,10 @@ def logit_residual(guide: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(torch.log(guide / (1.0 - guide)) + delta)
 
 
-def _checked_guide(guide: str) -> str:
-    if guide not in GUIDES:
-        raise ValueError(f"lightunet guide must be one of {', '.join(GUIDES)}, got {guide!r}")
+def _checked_guide(guide: str, choices: tuple[str, ...] = GUIDES) -> str:
+    if guide not in choices:
+        hint = f" ('{LEARNED_GUIDE}' needs correction: luminance)" if guide == LEARNED_GUIDE else ""
+        raise ValueError(f"lightunet guide must be one of {', '.join(choices)}, got {guide!r}{hint}")
     return guide
 
 
@@ -168,7 +192,8 @@ def lightunet(
     correction: str = "joint",
 ) -> FusionModel:
     """Real-time early-fusion U-Net; ``widths`` are the channels at 1/2, 1/4 and 1/8 resolution;
-    ``guide`` the closed-form rule the output is a residual on (:data:`ssvif_ros.models.guides.GUIDES`);
+    ``guide`` the closed-form rule the output is a residual on (:data:`ssvif_ros.models.guides.GUIDES`), or
+    ``learned`` (luminance decoder only: the pyramid blended to the thermal image by a learned weight);
     ``padding`` the encoder's border handling (:class:`ConvBNReLU`); ``correction`` the image decoder:
     ``joint`` (:class:`GuidedImageDecoder`) or ``luminance`` (:class:`LuminanceDecoder`, the fast one)."""
     widths = tuple(int(w) for w in widths)

@@ -38,6 +38,13 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "new_paper_csc": (*NEW_RECIPE, "ssvif.csc_balance=none"),  # CSC balance lever off
     "new_max_guide": (*NEW_RECIPE, "model.cfg.guide=max"),  # guide lever off
     "new_max_target": (*NEW_RECIPE, "loss.target=max"),  # loss lever off
+    # the default model (luminance decoder, replicate padding), the saliency rule's thermal steps learned
+    "new_learned_guide": (
+        *NEW_RECIPE,
+        "model.cfg.guide=learned",
+        "model.cfg.correction=luminance",
+        "model.cfg.padding=replicate",
+    ),
     # issue 16: MultiTaskVIF (supervised, one stage) with the same fusion recipe; needs labelled data
     "multitask": ("framework=multitask", "model.cfg.guide=saliency", "loss.target=saliency"),
     # issue 16: CS2Fusion (self-supervised, contrastive) in luminance with the paper's two learning rates;
