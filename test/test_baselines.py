@@ -200,7 +200,7 @@ def test_pyramid_matches_burt_adelson_reduce_and_expand(size: tuple[int, int]):
 
 
 def test_registry_names_and_options():
-    assert set(BASELINES) == {"average", "max", "laplacian", "saliency"}
+    assert set(BASELINES) == {"average", "max", "laplacian", "saliency", "saliency_sides"}
     vis, ir = random_u8((32, 32, 3), 11), random_u8((32, 32), 12)
     np.testing.assert_array_equal(
         fuse_baseline("laplacian", vis, ir, levels=2, window=1), fuse_laplacian(vis, ir, levels=2, window=1)

@@ -51,7 +51,7 @@ def _pedestrian_on_lit_road() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 def test_saliency_rule_keeps_a_visible_line_that_max_erases() -> None:
     y_vis, ir, line = _road_with_line()
-    for guide, keeps in (("max", False), ("saliency", True)):
+    for guide, keeps in (("max", False), ("saliency", True), ("saliency_sides", True)):
         fused = fused_luminance(guide, y_vis, ir)[0, 0]
         step = float(fused[line].mean() - fused[:, :20].mean())
         assert (step > 0.2) is keeps, (guide, step)
@@ -62,9 +62,36 @@ def test_saliency_rule_keeps_a_warm_target_brighter_than_lit_surroundings() -> N
     ring = torch.zeros_like(person)
     ring[22:78, 34:62] = True
     ring &= ~person
-    for guide, brighter in (("max", False), ("saliency", True)):
+    for guide, brighter in (("max", False), ("saliency", True), ("saliency_sides", True)):
         fused = fused_luminance(guide, y_vis, ir)[0, 0]
         assert (float(fused[person].mean()) > float(fused[ring].mean())) is brighter, guide
+
+
+def _warm_road_with_a_person() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thermal: a warm road band across the image (rows 40–80) on cool ground, a warmer person above it."""
+    ir = torch.full((1, 1, 96, 128), 0.20)
+    ir[..., 40:80, :] = 0.55
+    road_edge = torch.zeros(96, 128, dtype=torch.bool)
+    road_edge[48:56, 20:108] = True  # 8–16 px inside the road's edge (beyond the sides' 4-px blur)
+    person = torch.zeros(96, 128, dtype=torch.bool)
+    person[12:36, 60:68] = True
+    ir[0, 0][person] = 0.70
+    return ir, road_edge, person
+
+
+def test_sides_surround_does_not_flag_a_warm_road_that_the_ring_flags() -> None:
+    """``surround: sides`` compares a pixel with the thermal image to its left and right: the edge of a
+    warm road (as warm along its length) is not salient, a person warmer than both sides is; the ring
+    surround (a blur all around) flags the road's edge too, which costs lane markings there."""
+    ir, road_edge, person = _warm_road_with_a_person()
+    ring, _ = SaliencyRule().thermal_saliency(ir)
+    sides, _ = SaliencyRule(surround="sides").thermal_saliency(ir)
+    assert float(ring[0, 0][road_edge].mean()) > 0.3
+    assert float(sides[0, 0][road_edge].mean()) < 0.05
+    assert float(sides[0, 0][person].mean()) > 0.8
+    assert SaliencyRule(surround="sides").surroundings(torch.rand(2, 1, 17, 23)).shape == (2, 1, 17, 23)
+    with pytest.raises(ValueError, match="surround must be one of ring, sides"):
+        SaliencyRule(surround="box")
 
 
 def test_saliency_rule_on_flat_inputs_is_their_mean_and_any_size_works() -> None:
@@ -96,13 +123,14 @@ def test_guide_image_keeps_the_visible_chroma() -> None:
         guide_image("median", vis, ir)
 
 
-def test_saliency_baseline_matches_the_torch_rule() -> None:
+@pytest.mark.parametrize(("name", "surround"), [("saliency", "ring"), ("saliency_sides", "sides")])
+def test_saliency_baseline_matches_the_torch_rule(name: str, surround: str) -> None:
     rng = np.random.default_rng(0)
     vis = rng.integers(0, 256, (40, 50), dtype=np.uint8)
     ir = rng.integers(0, 256, (40, 50), dtype=np.uint8)
-    fused = fuse_baseline("saliency", vis, ir)
+    fused = fuse_baseline(name, vis, ir)
     t = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0)[None, None]  # noqa: E731
-    expected = SaliencyRule()(t(vis), t(ir))[0, 0].numpy() * 255.0
+    expected = SaliencyRule(surround=surround)(t(vis), t(ir))[0, 0].numpy() * 255.0
     assert fused.dtype == np.uint8 and fused.shape == vis.shape
     assert np.abs(fused.astype(np.float32) - expected).max() <= 0.51
 

@@ -12,6 +12,8 @@ image, the visible Cb/Cr are kept, and the result is converted back to RGB and c
   the plain larger-absolute-value rule); the coarsest (low-pass) level is averaged.
 - ``saliency``: the Laplacian-pyramid thermal-saliency rule of :mod:`ssvif_ros.models.guides` (the target
   and guide of the default model), so tables show what the model adds over its own closed-form rule.
+- ``saliency_sides``: the same rule with a pixel's saliency measured against the thermal image to its left
+  and right (a warm road is not salient, a person is).
 
 Plain numpy (no OpenCV; torch only inside ``saliency``, which reuses the model's rule), so evaluation
 tables and the demo can use these without a model; the pyramid filters compute only the samples they keep
@@ -36,6 +38,7 @@ __all__ = [
     "fuse_laplacian",
     "fuse_max_luminance",
     "fuse_saliency",
+    "fuse_saliency_sides",
     "gaussian_pyramid",
     "laplacian_pyramid",
     "max_pyramid_levels",
@@ -321,7 +324,7 @@ def fuse_laplacian(vis: np.ndarray, ir: np.ndarray, levels: int | None = 4, wind
     return _fuse_luminance(vis, ir, lambda y_vis, ir_gray: _laplacian_rule(y_vis, ir_gray, levels, window))
 
 
-def _saliency_rule(y_vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
+def _saliency_rule(y_vis: np.ndarray, ir: np.ndarray, surround: str = "ring") -> np.ndarray:
     import torch  # the rule is the model's own (one implementation); torch only when this baseline runs
 
     from ssvif_ros.models.guides import SaliencyRule
@@ -330,7 +333,7 @@ def _saliency_rule(y_vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
         return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32) / 255.0)[None, None]
 
     with torch.inference_mode():
-        fused = SaliencyRule()(as_tensor(y_vis), as_tensor(ir))
+        fused = SaliencyRule(surround=surround)(as_tensor(y_vis), as_tensor(ir))
     return fused[0, 0].numpy() * np.float32(255.0)
 
 
@@ -340,11 +343,18 @@ def fuse_saliency(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
     return _fuse_luminance(vis, ir, _saliency_rule)
 
 
+def fuse_saliency_sides(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
+    """:func:`fuse_saliency` with the saliency measured against the thermal image to the left and right
+    (``SaliencyRule(surround="sides")``). uint8 with ``vis``'s shape."""
+    return _fuse_luminance(vis, ir, lambda y_vis, ir_gray: _saliency_rule(y_vis, ir_gray, "sides"))
+
+
 BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "average": fuse_average,
     "max": fuse_max_luminance,
     "laplacian": fuse_laplacian,
     "saliency": fuse_saliency,
+    "saliency_sides": fuse_saliency_sides,
 }
 
 

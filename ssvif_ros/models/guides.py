@@ -1,6 +1,6 @@
 """Closed-form luminance fusion rules in torch: the guides of lightunet and the targets of the fusion loss.
 
-Two rules, both on luminance (B,1,H,W) in [0,1]:
+Three rules, all on luminance (B,1,H,W) in [0,1]:
 
 - ``max``: ``max(Y_vis, ir)``, SwinFusion's intensity target. It keeps every warm target, but where the
   thermal road is brighter than the painted lines of a dark visible image it keeps the road and erases the
@@ -13,6 +13,10 @@ Two rules, both on luminance (B,1,H,W) in [0,1]:
   about ``context_sigma``) the low frequencies are the thermal image's, detail kept: a warm target stays
   brighter than what is around it even where lit visible surroundings (street lights, headlights) are
   brighter than its thermal signal.
+- ``saliency_sides``: the same rule with a pixel's saliency measured against the thermal image to its left
+  and right (``SaliencyRule(surround="sides")``): a road, about as warm along its length, is not salient near
+  its edges, so the lane markings on it keep the pyramid's visible detail; a person, warmer than both
+  sides, still is.
 
 Parameters are in pixels of the image the rule sees and were chosen on the synthetic training scenes only
 (see docs/fusion_target.md). The wide blurs run at 1/2 and 1/4 resolution and the narrow windows are box
@@ -31,7 +35,7 @@ import torch.nn.functional as F
 
 from ssvif_ros.models.color import rgb_to_y
 
-GUIDES = ("max", "saliency")
+GUIDES = ("max", "saliency", "saliency_sides")
 _fold_rows = True  # see shape_independent_filters
 
 
@@ -92,6 +96,7 @@ def smooth_at(x: torch.Tensor, factor: int, sigma: float) -> torch.Tensor:
 
 
 _BINOMIAL = (1.0, 4.0, 6.0, 4.0, 1.0)
+SURROUNDS = ("ring", "sides")  # what a pixel's thermal saliency is measured against (SaliencyRule)
 HALO_GAIN = 3.0  # a salient blob's smoothed map reaches 1 around it, fading over ~context_sigma
 
 
@@ -134,10 +139,35 @@ class SaliencyRule:
     saliency_tau: float = 0.15  # this much warmer than the surroundings = fully salient
     spread_window: int = 5  # box window: how far the thermal blend reaches around a salient target
 
+    surround: str = "ring"  # what a pixel is compared with: "ring" (a blur around it) or "sides"
+    side_offset: int = 12  # "sides": how far to the left and right the thermal image is looked at
+
+    def __post_init__(self) -> None:
+        if self.surround not in SURROUNDS:
+            raise ValueError(
+                f"SaliencyRule.surround must be one of {', '.join(SURROUNDS)}, got {self.surround!r}"
+            )
+
+    def surroundings(self, ir: torch.Tensor) -> torch.Tensor:
+        """(B,1,H,W): the thermal level a pixel must exceed to be salient. ``ring``: the thermal image
+        blurred by ``context_sigma``. ``sides``: the warmer of the thermal image ``side_offset`` px to the
+        left and to the right (blurred by 4 px, at 1/4 resolution). A road is about as warm along its
+        length, so its edges and the lane markings on it are not salient, while a person or a pole is
+        warmer than both sides (docs/fusion_target.md, "sides")."""
+        if self.surround == "ring":
+            return smooth_at(ir, 4, self.context_sigma)
+        small = gaussian_blur(F.avg_pool2d(ir, 4, ceil_mode=True), 1.0)
+        shift = max(1, round(self.side_offset / 4))
+        left = F.pad(small, (shift, 0, 0, 0), mode="replicate")[..., : small.shape[-1]]
+        right = F.pad(small, (0, shift, 0, 0), mode="replicate")[..., shift:]
+        return F.interpolate(
+            torch.maximum(left, right), size=ir.shape[-2:], mode="bilinear", align_corners=False
+        )
+
     def thermal_saliency(self, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight, halo), each (B,1,H,W) in [0,1]: how much warmer each pixel is than its surroundings
         (spread a little), and those surroundings (the salient map spread smoothly by ~context_sigma/2)."""
-        salient = ((ir - smooth_at(ir, 4, self.context_sigma)) / self.saliency_tau).clamp(0.0, 1.0)
+        salient = ((ir - self.surroundings(ir)) / self.saliency_tau).clamp(0.0, 1.0)
         halo = (HALO_GAIN * smooth_at(salient, 4, self.context_sigma / 2.0)).clamp(0.0, 1.0)
         return box_blur(salient, self.spread_window), halo
 
@@ -156,6 +186,8 @@ def fused_luminance(guide: str, y_vis: torch.Tensor, ir: torch.Tensor) -> torch.
         return torch.maximum(y_vis, ir)
     if guide == "saliency":
         return SaliencyRule()(y_vis, ir)
+    if guide == "saliency_sides":
+        return SaliencyRule(surround="sides")(y_vis, ir)
     raise ValueError(f"unknown guide {guide!r}; choose one of {', '.join(GUIDES)}")
 
 

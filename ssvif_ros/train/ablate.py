@@ -45,6 +45,14 @@ VARIANTS: dict[str, tuple[str, ...]] = {
         "model.cfg.correction=luminance",
         "model.cfg.padding=replicate",
     ),
+    # the same, its fusion loss's target the rule with the sides surround (a warm road is not salient)
+    "new_learned_guide_sides": (
+        *NEW_RECIPE,
+        "model.cfg.guide=learned",
+        "model.cfg.correction=luminance",
+        "model.cfg.padding=replicate",
+        "loss.target=saliency_sides",
+    ),
     # issue 16: MultiTaskVIF (supervised, one stage) with the same fusion recipe; needs labelled data
     "multitask": ("framework=multitask", "model.cfg.guide=saliency", "loss.target=saliency"),
     # issue 16: CS2Fusion (self-supervised, contrastive) in luminance with the paper's two learning rates;
