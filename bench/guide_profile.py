@@ -5,7 +5,7 @@ thread, the largest difference from eager torch, and milliseconds per run by ope
 from ``SessionOptions.enable_profiling``. This is how the saliency rule's cost was split up (BENCHMARKS.md,
 "Inference backends"):
 
-    python bench/guide_profile.py                 # max and saliency at 480x640
+    python bench/guide_profile.py                 # every guide rule at 480x640
     python bench/guide_profile.py --guides saliency --size 240x320
 """
 

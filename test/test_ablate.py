@@ -42,7 +42,7 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
     )
     assert code == 0
     commands = _commands(capsys.readouterr().out)
-    assert len(commands) == 2 * len(ablate.VARIANTS) == 38
+    assert len(commands) == 2 * len(ablate.VARIANTS) == 40
     assert not out.exists()  # nothing trained
     expected = {
         "original": "framework=original",
@@ -58,6 +58,7 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
         "new_paper_csc": "ssvif.csc_balance=none",
         "new_max_guide": "model.cfg.guide=max",
         "new_max_target": "loss.target=max",
+        "new_luminance": "model.cfg.correction=luminance",
         "new_learned_guide": "model.cfg.guide=learned",
         "new_learned_guide_sides": "loss.target=saliency_sides",
         "multitask": "framework=multitask",

@@ -141,6 +141,17 @@ def test_learned_guide_blends_the_pyramid_towards_thermal_by_a_predicted_weight(
         assert torch.allclose(model.decoder.guide_luminance(squeezed, y_vis, ir), ir, atol=1e-6)
         model.decoder.blend_bias.fill_(-20.0)
         assert torch.allclose(model.decoder.guide_luminance(squeezed, y_vis, ir), pyramid, atol=1e-6)
+    # the weight is trained through the whole forward pass, and it varies with the features per pixel
+    model.decoder.blend_bias.data.fill_(0.0)
+    fused, _ = model(vis, ir)
+    fused.mean().backward()
+    assert model.decoder.blend_weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.decoder.blend_weight.copy_(torch.linspace(-500.0, 500.0, model.decoder.blend_weight.numel()))
+        guide = model.decoder.guide_luminance(squeezed, y_vis, ir)
+        weight = (guide - pyramid) / (ir - pyramid)
+        valid = (ir - pyramid).abs() > 0.05
+        assert weight[valid].max() - weight[valid].min() > 0.5
     with pytest.raises(ValueError, match="'learned' needs correction: luminance"):
         lightunet(guide="learned", correction="joint")
 

@@ -89,9 +89,22 @@ def test_sides_surround_does_not_flag_a_warm_road_that_the_ring_flags() -> None:
     assert float(ring[0, 0][road_edge].mean()) > 0.3
     assert float(sides[0, 0][road_edge].mean()) < 0.05
     assert float(sides[0, 0][person].mean()) > 0.8
+    # a road running up the image: its left and right edges are salient for the ring only (this fails if
+    # the sides are looked at up/down, on one side only, or if the cooler side is taken)
+    ir = torch.full((1, 1, 96, 128), 0.20)
+    ir[..., 40:100] = 0.55
+    inside_edges = torch.zeros(96, 128, dtype=torch.bool)
+    inside_edges[20:76, 44:50] = True
+    inside_edges[20:76, 90:96] = True
+    ring, _ = SaliencyRule().thermal_saliency(ir)
+    sides, _ = SaliencyRule(surround="sides").thermal_saliency(ir)
+    assert float(ring[0, 0][inside_edges].mean()) > 0.3
+    assert float(sides[0, 0][inside_edges].max()) < 0.05
     assert SaliencyRule(surround="sides").surroundings(torch.rand(2, 1, 17, 23)).shape == (2, 1, 17, 23)
     with pytest.raises(ValueError, match="surround must be one of ring, sides"):
         SaliencyRule(surround="box")
+    with pytest.raises(ValueError, match="side_offset must be a multiple of 4"):
+        SaliencyRule(surround="sides", side_offset=10)
 
 
 def test_saliency_rule_on_flat_inputs_is_their_mean_and_any_size_works() -> None:

@@ -132,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         nargs="+",
         required=True,
-        help="checkpoints (.safetensors), baselines (average max laplacian), fused-image folders, "
-        "visible, infrared; NAME=SPEC names the row; {seed} in a spec is replaced by each seed",
+        help="checkpoints (.safetensors), baselines (average max laplacian saliency saliency_sides), "
+        "fused-image folders, visible, infrared; NAME=SPEC names the row; {seed} in a spec is replaced by "
+        "each seed",
     )
     p.add_argument("--config", type=Path, help="segeval YAML (config/segeval/*.yaml)")
     p.add_argument("--seeds", type=_seeds, default=[0], help="comma list of seeds (default 0)")

@@ -15,7 +15,7 @@ image, the visible Cb/Cr are kept, and the result is converted back to RGB and c
 - ``saliency_sides``: the same rule with a pixel's saliency measured against the thermal image to its left
   and right (a warm road is not salient, a person is).
 
-Plain numpy (no OpenCV; torch only inside ``saliency``, which reuses the model's rule), so evaluation
+Plain numpy (no OpenCV; torch only inside the two saliency rules, which reuse the model's), so evaluation
 tables and the demo can use these without a model; the pyramid filters compute only the samples they keep
 (640×480 Laplacian fusion: ~11 ms of one core).
 

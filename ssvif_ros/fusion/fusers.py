@@ -2,7 +2,7 @@
 
 A spec is one of (checked in this order):
 
-- a classic baseline name (``average``, ``max``, ``laplacian``, ``saliency``; see
+- a classic baseline name (``average``, ``max``, ``laplacian``, ``saliency``, ``saliency_sides``; see
   :mod:`ssvif_ros.fusion.baselines`);
 - ``passthrough``, or any spec but a checkpoint with ``backend="passthrough"`` (no model runs; the visible
   image comes back: for cost measurements only);

@@ -140,12 +140,16 @@ class SaliencyRule:
     spread_window: int = 5  # box window: how far the thermal blend reaches around a salient target
 
     surround: str = "ring"  # what a pixel is compared with: "ring" (a blur around it) or "sides"
-    side_offset: int = 12  # "sides": how far to the left and right the thermal image is looked at
+    side_offset: int = 12  # "sides": how far to the left and right the thermal image is looked at (px, ×4)
 
     def __post_init__(self) -> None:
         if self.surround not in SURROUNDS:
             raise ValueError(
                 f"SaliencyRule.surround must be one of {', '.join(SURROUNDS)}, got {self.surround!r}"
+            )
+        if self.side_offset < 4 or self.side_offset % 4:
+            raise ValueError(
+                f"SaliencyRule.side_offset must be a multiple of 4 px (>= 4), got {self.side_offset}"
             )
 
     def surroundings(self, ir: torch.Tensor) -> torch.Tensor:
@@ -153,11 +157,13 @@ class SaliencyRule:
         blurred by ``context_sigma``. ``sides``: the warmer of the thermal image ``side_offset`` px to the
         left and to the right (blurred by 4 px, at 1/4 resolution). A road is about as warm along its
         length, so its edges and the lane markings on it are not salient, while a person or a pole is
-        warmer than both sides (docs/fusion_target.md, "sides")."""
+        warmer than both sides. Limits: a warm target wider than about 2·side_offset is warmer than its
+        sides only near its own edges, and the 4-px blur runs in both directions, so a band of ~6 px along
+        a *horizontal* warm edge stays salient (docs/fusion_target.md, "The sides surround")."""
         if self.surround == "ring":
             return smooth_at(ir, 4, self.context_sigma)
         small = gaussian_blur(F.avg_pool2d(ir, 4, ceil_mode=True), 1.0)
-        shift = max(1, round(self.side_offset / 4))
+        shift = self.side_offset // 4
         left = F.pad(small, (shift, 0, 0, 0), mode="replicate")[..., : small.shape[-1]]
         right = F.pad(small, (0, shift, 0, 0), mode="replicate")[..., shift:]
         return F.interpolate(

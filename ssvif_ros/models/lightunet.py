@@ -9,7 +9,7 @@ Output: a residual on a guide. The guide is a closed-form rule of :mod:`ssvif_ro
 ``guide="saliency"`` (Laplacian pyramid with thermal saliency) or ``guide="max"`` (the factory default,
 kept for the checkpoints trained with it), the classic max-luminance fusion; with the luminance decoder also
 ``guide="learned"``: the rule's Laplacian pyramid blended towards the thermal image by a weight the network
-predicts (the saliency rule's hand-made thermal steps, learned). Each is applied to the
+predicts (in place of the saliency rule's hand-made saliency blend; no halo step). Each is applied to the
 luminance and added to R, G and B alike, which keeps the visible chroma exactly (up to clipping), so an
 untrained model already outputs a sensible fusion that satisfies the intensity and colour terms, and all
 fine detail comes from the sources at full resolution. The network only learns a correction ``delta`` in
@@ -149,9 +149,9 @@ class LuminanceDecoder(nn.Module):
 
     def guide_luminance(self, squeezed: torch.Tensor, y_vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         """The guide's luminance (B,1,H,W). ``learned``: the Laplacian pyramid of the two sources blended
-        towards the raw thermal image by a weight the features predict at 1/4 resolution (the saliency
-        rule's hand-made thermal steps, learned instead: the features can tell a compact warm target from a
-        warm road by more than a fixed blur)."""
+        towards the raw thermal image by a weight the features predict at 1/4 resolution, in place of the
+        saliency rule's hand-made blend (the features can tell a compact warm target from a warm road by
+        more than a fixed blur); the rule's halo step has no counterpart."""
         if self.guide != LEARNED_GUIDE:
             return fused_luminance(self.guide, y_vis, ir)
         pyramid = pyramid_fusion(y_vis, ir)

@@ -20,8 +20,8 @@ Fusion metrics (:func:`ssvif_ros.eval.metrics.evaluate_fusion`, ~0.2 s a 640×48
 header stamp, else the nearest within the slop) and the model a segmentation head.
 
 ``--compare A.safetensors B.safetensors laplacian ...`` evaluates several fusers (checkpoints, registered
-model names with random weights, or the baselines ``average``/``max``/``laplacian``) on the same pairs and
-the same registered thermal frames, into one table.
+model names with random weights, or the classic baselines of :mod:`ssvif_ros.fusion.baselines`) on the same
+pairs and the same registered thermal frames, into one table.
 
 Node parameters can be taken from its params file (``--params-file config/fuse.yaml``: sync, thermal,
 registration, overlay alpha, weights/backend/device); explicit options override it.

@@ -21,6 +21,7 @@ TRAIN_PY = Path(__file__).resolve().parents[2] / "training" / "train.py"  # run 
 
 
 NEW_RECIPE = ("model.cfg.guide=saliency", "loss.target=saliency", "ssvif.csc_balance=sinkhorn")
+LUMINANCE_MODEL = ("model.cfg.correction=luminance", "model.cfg.padding=replicate")
 VARIANTS: dict[str, tuple[str, ...]] = {
     "original": ("framework=original",),  # = train.py --framework original: own loss, no branches/stages
     "ssvif_gdwa": (),  # the full recipe as configured (GDWA by default)
@@ -38,19 +39,15 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "new_paper_csc": (*NEW_RECIPE, "ssvif.csc_balance=none"),  # CSC balance lever off
     "new_max_guide": (*NEW_RECIPE, "model.cfg.guide=max"),  # guide lever off
     "new_max_target": (*NEW_RECIPE, "loss.target=max"),  # loss lever off
-    # the default model (luminance decoder, replicate padding), the saliency rule's thermal steps learned
-    "new_learned_guide": (
-        *NEW_RECIPE,
-        "model.cfg.guide=learned",
-        "model.cfg.correction=luminance",
-        "model.cfg.padding=replicate",
-    ),
-    # the same, its fusion loss's target the rule with the sides surround (a warm road is not salient)
+    # the default's image model (luminance decoder, replicate-padded encoder; the head's padding stays the
+    # base config's: the protocol scores the fused images) on its rule, and with the rule's thermal blend
+    # learned (guide: learned), the fusion target the rule with the ring or the sides surround
+    "new_luminance": (*NEW_RECIPE, *LUMINANCE_MODEL),
+    "new_learned_guide": (*NEW_RECIPE, *LUMINANCE_MODEL, "model.cfg.guide=learned"),
     "new_learned_guide_sides": (
         *NEW_RECIPE,
+        *LUMINANCE_MODEL,
         "model.cfg.guide=learned",
-        "model.cfg.correction=luminance",
-        "model.cfg.padding=replicate",
         "loss.target=saliency_sides",
     ),
     # issue 16: MultiTaskVIF (supervised, one stage) with the same fusion recipe; needs labelled data
