@@ -8,7 +8,9 @@ outputs ``fused`` (1,C,H,W) float32 in [0,1] plus, when the checkpoint has a seg
 (1,H,W) uint8 class ids (argmax in the graph; see :mod:`ssvif_ros.fusion.backends.onnxruntime_backend`),
 and its
 sidecar ``<stem>.onnx.json`` (model, weights_sha256, params_sha256, size or "dynamic", opset, errors).
-``--dynamic`` makes H and W dynamic (not for swinfusion); otherwise the graph is fixed at ``--size``.
+``--dynamic`` makes H and W dynamic (not for swinfusion); otherwise the graph is fixed at ``--size``. A
+dynamic graph of a model with a pyramid guide (``saliency``, ``saliency_sides``, ``learned``) keeps the
+4 pyramid levels it was traced with (64×96), so it matches PyTorch for inputs of 64 px or more a side only.
 ``--torch-export`` also writes ``<stem>.pt2`` (``torch.export.save``), always at the fixed ``--size``.
 
 Every export is run against eager PyTorch on random inputs at ``--size`` (and, when dynamic, at a second
