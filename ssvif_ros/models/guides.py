@@ -87,12 +87,18 @@ def box_blur(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.avg_pool2d(x, size, stride=1, padding=size // 2, count_include_pad=False)
 
 
+def blur_small(x: torch.Tensor, factor: int, sigma: float) -> torch.Tensor:
+    """``x`` averaged down by ``factor``, then blurred by ``sigma`` full-resolution pixels:
+    (B,C,H,W) -> (B,C,⌈H/factor⌉,⌈W/factor⌉)."""
+    return gaussian_blur(F.avg_pool2d(x, factor, ceil_mode=True), sigma / factor)
+
+
 def smooth_at(x: torch.Tensor, factor: int, sigma: float) -> torch.Tensor:
     """Gaussian blur of ``sigma`` full-resolution pixels computed at 1/``factor`` resolution (cheap for
     the wide blurs of low-frequency layers): (B,C,H,W) -> (B,C,H,W)."""
-    small = F.avg_pool2d(x, factor, ceil_mode=True)
-    blurred = gaussian_blur(small, sigma / factor)
-    return F.interpolate(blurred, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return F.interpolate(
+        blur_small(x, factor, sigma), size=x.shape[-2:], mode="bilinear", align_corners=False
+    )
 
 
 _BINOMIAL = (1.0, 4.0, 6.0, 4.0, 1.0)
@@ -162,7 +168,7 @@ class SaliencyRule:
         a *horizontal* warm edge stays salient (docs/fusion_target.md, "The sides surround")."""
         if self.surround == "ring":
             return smooth_at(ir, 4, self.context_sigma)
-        small = gaussian_blur(F.avg_pool2d(ir, 4, ceil_mode=True), 1.0)
+        small = blur_small(ir, 4, 4.0)
         shift = self.side_offset // 4
         left = F.pad(small, (shift, 0, 0, 0), mode="replicate")[..., : small.shape[-1]]
         right = F.pad(small, (0, shift, 0, 0), mode="replicate")[..., shift:]
