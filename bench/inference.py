@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ssvif_ros.checkpoint import load_checkpoint
 from ssvif_ros.cli import comma_list as parse_list
 from ssvif_ros.cli import size_pair as parse_size
+from ssvif_ros.config import parse_override
 from ssvif_ros.fusion.backends import BackendUnavailable
 from ssvif_ros.fusion.backends.torch_backend import TorchBackend
 from ssvif_ros.fusion.engine import default_weights, empty_inputs
@@ -254,11 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, help="lightunet: this checkpoint, not the shipped one")
     parser.add_argument(
         "--model-cfg",
-        type=lambda text: tuple(text.split("=", 1)),
+        type=parse_override,
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="factory argument of the (untrained) models, e.g. guide=saliency; repeatable",
+        help="factory argument of the (untrained) models, value parsed as YAML, e.g. guide=saliency or "
+        "widths=[8,16,32]; repeatable",
     )
     parser.add_argument(
         "--cache-dir",
