@@ -42,7 +42,7 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
     )
     assert code == 0
     commands = _commands(capsys.readouterr().out)
-    assert len(commands) == 2 * len(ablate.VARIANTS) == 40
+    assert len(commands) == 2 * len(ablate.VARIANTS) == 42
     assert not out.exists()  # nothing trained
     expected = {
         "original": "framework=original",
@@ -61,6 +61,7 @@ def test_dry_run_lists_each_variants_overrides(tmp_path: Path, capsys: pytest.Ca
         "new_luminance": "model.cfg.correction=luminance",
         "new_learned_guide": "model.cfg.guide=learned",
         "new_learned_guide_sides": "loss.target=saliency_sides",
+        "new_learned_guide_narrow": "model.cfg.widths=[8,16,32]",
         "multitask": "framework=multitask",
         "cs2fusion": "framework=cs2fusion",
     }

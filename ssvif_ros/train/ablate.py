@@ -50,6 +50,13 @@ VARIANTS: dict[str, tuple[str, ...]] = {
         "model.cfg.guide=learned",
         "loss.target=saliency_sides",
     ),
+    # the learned guide at widths (8, 16, 32): 20 fps at 480x640 on one ONNX Runtime thread (issue 14)
+    "new_learned_guide_narrow": (
+        *NEW_RECIPE,
+        *LUMINANCE_MODEL,
+        "model.cfg.guide=learned",
+        "model.cfg.widths=[8,16,32]",
+    ),
     # issue 16: MultiTaskVIF (supervised, one stage) with the same fusion recipe; needs labelled data
     "multitask": ("framework=multitask", "model.cfg.guide=saliency", "loss.target=saliency"),
     # issue 16: CS2Fusion (self-supervised, contrastive) in luminance with the paper's two learning rates;
