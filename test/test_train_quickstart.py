@@ -10,6 +10,7 @@ workers get it too), after a line on stdout shows that training started.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
@@ -113,6 +114,18 @@ def test_config_headers_give_the_generator_commands() -> None:
     assert synthetic_command("out/synthetic_tiny", SYNTHETIC_ROOTS["out/synthetic_tiny"]) in TINY.read_text()
     default = (CONFIGS / "default.yaml").read_text()
     assert synthetic_command("runs/synth_train", SYNTHETIC_ROOTS["runs/synth_train"]) in default
+
+
+def test_the_shipped_weights_were_trained_with_the_default_config() -> None:
+    """config/train/default.yaml is documented as the shipped model's recipe: the config stored in the
+    shipped sidecar must be exactly what that file resolves to (only the run folder may differ)."""
+    from ssvif_ros.config import diff_configs
+    from ssvif_ros.train.config import resolve_config
+
+    sidecar = REPO / "ssvif_ros" / "weights" / "lightunet_ssvif.json"
+    shipped = json.loads(sidecar.read_text())["config"]
+    resolved = resolve_config(CONFIGS / "default.yaml", [f"run.dir={shipped['run']['dir']}"])
+    assert diff_configs(resolved, shipped) == []
 
 
 # ------------------------------------------------------------------------------------ failed starts
