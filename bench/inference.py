@@ -42,6 +42,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ssvif_ros.checkpoint import load_checkpoint
 from ssvif_ros.cli import comma_list as parse_list
 from ssvif_ros.cli import size_pair as parse_size
-from ssvif_ros.config import parse_override
+from ssvif_ros.config import ConfigError, parse_override
 from ssvif_ros.fusion.backends import BackendUnavailable
 from ssvif_ros.fusion.backends.torch_backend import TorchBackend
 from ssvif_ros.fusion.engine import default_weights, empty_inputs
@@ -237,6 +238,17 @@ def parse_skip(text: str) -> set[tuple[str, str, int]]:
     return skips
 
 
+def parse_model_cfg(text: str) -> tuple[str, Any]:
+    """'widths=[8,16,32]' -> ('widths', [8, 16, 32]): one factory argument, its value parsed as YAML."""
+    try:
+        key, value = parse_override(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if "." in key:
+        raise argparse.ArgumentTypeError(f"{text!r}: a factory argument is one name (no dots), e.g. guide")
+    return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=parse_list, default=",".join(DEFAULT_MODELS), help="comma list")
@@ -255,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, help="lightunet: this checkpoint, not the shipped one")
     parser.add_argument(
         "--model-cfg",
-        type=parse_override,
+        type=parse_model_cfg,
         action="append",
         default=[],
         metavar="KEY=VALUE",

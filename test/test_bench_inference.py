@@ -28,6 +28,9 @@ def test_model_cfg_values_are_parsed_as_yaml() -> None:
     assert case["backends"]["eager"]["p50_ms"] > 0
 
 
-def test_model_cfg_without_a_key_is_refused() -> None:
-    result = run_bench("--model-cfg", "=[8,16,32]")
-    assert result.returncode == 2 and "--model-cfg" in result.stderr
+def test_bad_model_cfg_items_are_refused_with_the_reason() -> None:
+    cases = (("=[8,16,32]", "not of the form"), ("widths=[8,", "not valid YAML"), ("a.b=1", "no dots"))
+    for item, reason in cases:
+        result = run_bench("--model-cfg", item)
+        assert result.returncode == 2 and "argument --model-cfg" in result.stderr, item
+        assert reason in result.stderr, result.stderr

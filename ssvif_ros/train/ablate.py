@@ -41,7 +41,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "new_max_target": (*NEW_RECIPE, "loss.target=max"),  # loss lever off
     # the default's image model (luminance decoder, replicate-padded encoder; the head's padding stays the
     # base config's: the protocol scores the fused images) on its rule, and with the rule's thermal blend
-    # learned (guide: learned), the fusion target the rule with the ring or the sides surround
+    # learned (guide: learned), the fusion target the rule with the ring or the sides surround; the widths
+    # are the base config's (the factory (16, 32, 64) in cpu_budget.yaml, where RESULTS ran them)
     "new_luminance": (*NEW_RECIPE, *LUMINANCE_MODEL),
     "new_learned_guide": (*NEW_RECIPE, *LUMINANCE_MODEL, "model.cfg.guide=learned"),
     "new_learned_guide_sides": (
@@ -50,7 +51,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
         "model.cfg.guide=learned",
         "loss.target=saliency_sides",
     ),
-    # the learned guide at widths (8, 16, 32): 20 fps at 480x640 on one ONNX Runtime thread (issue 14)
+    # the learned guide at widths (8, 16, 32), the shipped default's: >= 20 fps at 480x640 on one ONNX
+    # Runtime thread (25.7 measured, issue 14)
     "new_learned_guide_narrow": (
         *NEW_RECIPE,
         *LUMINANCE_MODEL,
