@@ -22,6 +22,7 @@ TRAIN_PY = Path(__file__).resolve().parents[2] / "training" / "train.py"  # run 
 
 NEW_RECIPE = ("model.cfg.guide=saliency", "loss.target=saliency", "ssvif.csc_balance=sinkhorn")
 LUMINANCE_MODEL = ("model.cfg.correction=luminance", "model.cfg.padding=replicate")
+LEARNED_GUIDE_MODEL = (*NEW_RECIPE, *LUMINANCE_MODEL, "model.cfg.guide=learned")  # the shipped default's
 VARIANTS: dict[str, tuple[str, ...]] = {
     "original": ("framework=original",),  # = train.py --framework original: own loss, no branches/stages
     "ssvif_gdwa": (),  # the full recipe as configured (GDWA by default)
@@ -44,21 +45,11 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     # learned (guide: learned), the fusion target the rule with the ring or the sides surround; the widths
     # are the base config's (the factory (16, 32, 64) in cpu_budget.yaml, where RESULTS ran them)
     "new_luminance": (*NEW_RECIPE, *LUMINANCE_MODEL),
-    "new_learned_guide": (*NEW_RECIPE, *LUMINANCE_MODEL, "model.cfg.guide=learned"),
-    "new_learned_guide_sides": (
-        *NEW_RECIPE,
-        *LUMINANCE_MODEL,
-        "model.cfg.guide=learned",
-        "loss.target=saliency_sides",
-    ),
+    "new_learned_guide": LEARNED_GUIDE_MODEL,
+    "new_learned_guide_sides": (*LEARNED_GUIDE_MODEL, "loss.target=saliency_sides"),
     # the learned guide at widths (8, 16, 32), the shipped default's: >= 20 fps at 480x640 on one ONNX
     # Runtime thread (25.7 measured, issue 14)
-    "new_learned_guide_narrow": (
-        *NEW_RECIPE,
-        *LUMINANCE_MODEL,
-        "model.cfg.guide=learned",
-        "model.cfg.widths=[8,16,32]",
-    ),
+    "new_learned_guide_narrow": (*LEARNED_GUIDE_MODEL, "model.cfg.widths=[8,16,32]"),
     # issue 16: MultiTaskVIF (supervised, one stage) with the same fusion recipe; needs labelled data
     "multitask": ("framework=multitask", "model.cfg.guide=saliency", "loss.target=saliency"),
     # issue 16: CS2Fusion (self-supervised, contrastive) in luminance with the paper's two learning rates;
