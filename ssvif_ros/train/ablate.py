@@ -47,8 +47,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "new_luminance": (*NEW_RECIPE, *LUMINANCE_MODEL),
     "new_learned_guide": LEARNED_GUIDE_MODEL,
     "new_learned_guide_sides": (*LEARNED_GUIDE_MODEL, "loss.target=saliency_sides"),
-    # the learned guide at widths (8, 16, 32), the shipped default's: >= 20 fps at 480x640 on one ONNX
-    # Runtime thread (25.7 measured, issue 14)
+    # the learned guide at widths (8, 16, 32), the eighth session's default: >= 20 fps at 480x640 on one
+    # ONNX Runtime thread (25.7 measured, issue 14; the shipped default widens the stem to 16)
     "new_learned_guide_narrow": (*LEARNED_GUIDE_MODEL, "model.cfg.widths=[8,16,32]"),
     # issue 16: MultiTaskVIF (supervised, one stage) with the same fusion recipe; needs labelled data
     "multitask": ("framework=multitask", "model.cfg.guide=saliency", "loss.target=saliency"),
