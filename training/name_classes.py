@@ -13,7 +13,6 @@ from ``classes.json`` beside the data (the synthetic scenes write one) or ``--cl
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 from ssvif_ros.checkpoint import CheckpointError
 from ssvif_ros.cli import comma_list
 from ssvif_ros.data import DatasetError
-from ssvif_ros.eval.naming import match_class_names, write_class_names
+from ssvif_ros.eval.naming import label_names, match_class_names, write_class_names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,20 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def class_names_of(args: argparse.Namespace) -> list[str]:
-    if args.class_names:
-        return args.class_names
-    for root in args.data:
-        path = root / "classes.json"
-        if path.is_file():
-            return list(json.loads(path.read_text())["names"])
-    raise ValueError("no classes.json beside the data: give --class-names a,b,c")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        names = class_names_of(args)
+        names = label_names(args.data, args.class_names)
         result = match_class_names(args.weights, args.data, names, args.split, args.limit, args.min_iou)
         for k, (name, iou) in enumerate(zip(result["class_names"], result["iou"], strict=True)):
             print(f"id {k}: {name or '(unnamed)'}" + (f"  IoU {iou:.3f}" if iou is not None else ""))

@@ -19,6 +19,19 @@ from scipy.optimize import linear_sum_assignment
 
 from ssvif_ros.checkpoint import atomic_write_bytes, read_sidecar, sidecar_path
 from ssvif_ros.eval.probe import head_predictions, load_labelled, pooled_confusion
+from ssvif_ros.train.config import data_class_names
+
+
+def label_names(roots: Sequence[Path], given: Sequence[str] | None = None) -> list[str]:
+    """The names of the label ids: ``given``, else the ``names`` of the first ``classes.json`` in ``roots``;
+    ValueError naming the folders when neither is there."""
+    names = list(given or data_class_names([str(r) for r in roots]) or [])
+    if not names:
+        folders = ", ".join(str(r) for r in roots)
+        raise ValueError(
+            f"no class names: no classes.json with 'names' in {folders}; give --class-names a,b,c"
+        )
+    return names
 
 
 def match_class_names(

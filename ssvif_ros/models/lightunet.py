@@ -155,8 +155,13 @@ class LuminanceDecoder(nn.Module):
         if self.guide != LEARNED_GUIDE:
             return fused_luminance(self.guide, y_vis, ir)
         pyramid = pyramid_fusion(y_vis, ir)
+        return pyramid + self.thermal_weight(squeezed, ir) * (ir - pyramid)
+
+    def thermal_weight(self, squeezed: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        """The learned guide's weight of the thermal image (B,1,H,W) in [0,1], from the squeezed features
+        (B,S,h,w) at 1/4 resolution, resized to ``ir`` (B,1,H,W); ``guide=learned`` only."""
         blend = channel_sum(squeezed, self.blend_weight) + self.blend_bias
-        return pyramid + torch.sigmoid(_resized(blend, ir)) * (ir - pyramid)
+        return torch.sigmoid(_resized(blend, ir))
 
 
 def _resized(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
