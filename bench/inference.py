@@ -1,6 +1,8 @@
 """Benchmark the inference backends against plain eager PyTorch: latency, frames/s and output agreement.
 
-For every model, size and thread count (batch 1, fp32, CPU, fused image only) it times:
+For every model, size and thread count (batch 1, fp32, CPU; the fused image, and with ``--labels`` the
+segmentation head's class ids too, as the node computes them when its segmentation or overlay output is on)
+it times:
 
 - ``eager``: the baseline, ``model(vis, ir)`` under ``torch.inference_mode`` with no rewrite;
 - ``torch``: :class:`~ssvif_ros.fusion.backends.torch_backend.TorchBackend` as the engine builds it
@@ -29,6 +31,7 @@ Prints one JSON document on stdout (progress on stderr):
     python bench/inference.py
     python bench/inference.py --models lightunet --sizes 480x640 --threads 1 --repeats 50
     python bench/inference.py --models swinfusion --sizes 256x256 --threads 2 --repeats 2
+    python bench/inference.py --models lightunet --sizes 480x640 --threads 1 --labels   # + the head
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ BACKENDS = ("eager", "torch", "torch_nchw", "onnxruntime")
 BASELINE = "eager"
 CPU = torch.device("cpu")
 
-Runner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (vis, ir) -> fused (1,3,H,W)
+# (vis, ir) -> (fused (1,3,H,W), class ids (1,H,W) uint8 or None)
+Runner = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
@@ -85,40 +89,45 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
 
 def load_model(
     name: str, untrained: bool, cfg: dict | None = None, weights: Path | None = None
-) -> tuple[nn.Module, str]:
-    """The model in eval mode and a note on its weights; ``cfg``: factory arguments of an untrained one;
-    ``weights``: a lightunet checkpoint to time instead of the shipped one."""
-    if name == "lightunet" and weights is not None:
-        return load_checkpoint(weights).model.eval(), f"checkpoint {weights}"
+) -> tuple[nn.Module, nn.Module | None, str]:
+    """(model, its segmentation head or None, a note on the weights), in eval mode; ``cfg``: factory
+    arguments of an untrained model (no head); ``weights``: a lightunet checkpoint, not the shipped one."""
     shipped = default_weights()
-    if name == "lightunet" and shipped is not None and not untrained and not cfg:
-        return load_checkpoint(shipped).model.eval(), f"shipped checkpoint {shipped.name}"
+    if name == "lightunet" and weights is None and shipped is not None and not untrained and not cfg:
+        weights = shipped
+    if name == "lightunet" and weights is not None:
+        checkpoint = load_checkpoint(weights)
+        head = None if checkpoint.seg_head is None else checkpoint.seg_head.eval()
+        note = f"shipped checkpoint {weights.name}" if weights == shipped else f"checkpoint {weights}"
+        return checkpoint.model.eval(), head, note
     torch.manual_seed(0)
     model = create_model(name, **(cfg or {}))
     randomize_batchnorm(model)
-    return model.eval(), "untrained, BatchNorm statistics randomized (seed 0)"
+    return model.eval(), None, "untrained, BatchNorm statistics randomized (seed 0)"
 
 
 def build_runners(
-    model: nn.Module, backends: list[str], cache_dir: Path
+    model: nn.Module, head: nn.Module | None, backends: list[str], cache_dir: Path
 ) -> tuple[dict[str, Runner], dict[str, str]]:
-    """A (vis, ir) -> fused runner per available backend, and why each unavailable one is missing.
+    """A (vis, ir) -> (fused, class ids or None) runner per available backend, and why each unavailable
+    one is missing; the class ids only with a ``head``.
 
     Call with the thread count of the case already set: ORT reads it when its session is built."""
     runners: dict[str, Runner] = {}
     missing: dict[str, str] = {}
+    labels = head is not None
     for name in backends:
         try:
             if name == "eager":
-                runners[name] = lambda vis, ir, m=model: m(vis, ir)[0]
+                runners[name] = lambda vis, ir: eager_run(model, head, vis, ir)
             elif name in ("torch", "torch_nchw"):
-                backend = TorchBackend(model, None, CPU, channels_last=name == "torch")
-                runners[name] = _in_engine_layout(backend)
+                backend = TorchBackend(model, head, CPU, channels_last=name == "torch")
+                runners[name] = _in_engine_layout(backend, labels)
             elif name == "onnxruntime":
                 from ssvif_ros.fusion.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-                backend = OnnxRuntimeBackend(model, None, CPU, cache_dir=cache_dir)
-                runners[name] = lambda vis, ir, b=backend: b.run(vis, ir)[0]
+                backend = OnnxRuntimeBackend(model, head, CPU, cache_dir=cache_dir)
+                runners[name] = lambda vis, ir, b=backend: b.run(vis, ir, labels)
             else:
                 missing[name] = f"unknown backend (known: {', '.join(BACKENDS)})"
         except BackendUnavailable as exc:
@@ -126,19 +135,29 @@ def build_runners(
     return runners, missing
 
 
-def _in_engine_layout(backend) -> Runner:
+def eager_run(
+    model: nn.Module, head: nn.Module | None, vis: torch.Tensor, ir: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The baseline: ``model(vis, ir)`` as written, and the head's argmax at the input size when given."""
+    fused, features = model(vis, ir)
+    if head is None:
+        return fused, None
+    return fused, head(features, size=tuple(vis.shape[-2:])).argmax(dim=1).to(torch.uint8)
+
+
+def _in_engine_layout(backend, want_labels: bool = False) -> Runner:
     """``backend.run`` on inputs in the memory layout the engine gives this backend (NHWC buffers for the
     channels-last torch backend, see :func:`ssvif_ros.fusion.engine.empty_inputs`); the layout copy is made
     once
     per input and not timed, as the engine fills its buffers in that layout directly from the uint8 image."""
     cached: list[torch.Tensor] = []  # [vis given, vis in layout, ir in layout]
 
-    def run(vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    def run(vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not cached or cached[0] is not vis:
             height, width = vis.shape[-2:]
             vis_b, ir_b = empty_inputs(height, width, vis.device, vis.dtype, backend.channels_last_inputs)
             cached[:] = [vis, vis_b.copy_(vis), ir_b.copy_(ir)]
-        return backend.run(cached[1], cached[2])[0]
+        return backend.run(cached[1], cached[2], want_labels)
 
     return run
 
@@ -156,11 +175,12 @@ def time_case(
     vis = torch.rand(1, 3, height, width, generator=gen)
     ir = torch.rand(1, 1, height, width, generator=gen)
     times: dict[str, list[float]] = {name: [] for name in runners}
-    outputs: dict[str, torch.Tensor] = {}
+    outputs: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
     with torch.inference_mode():
         for name, run in runners.items():
             for _ in range(max(1, warmup)):  # the first call builds ORT's session / export
-                outputs[name] = run(vis, ir).float().clone()
+                fused, labels = run(vis, ir)
+                outputs[name] = (fused.float().clone(), None if labels is None else labels.clone())
         start = time.perf_counter()
         for _ in range(repeats):
             for name, run in runners.items():
@@ -181,7 +201,9 @@ def time_case(
             "fps": round(1e3 / p50, 2),
         }
         if baseline is not None:
-            results[name]["max_abs_diff"] = float((outputs[name] - baseline).abs().max())
+            results[name]["max_abs_diff"] = float((outputs[name][0] - baseline[0]).abs().max())
+            if baseline[1] is not None:  # share of pixels given the eager class id (argmax ties can differ)
+                results[name]["labels_agree"] = float((outputs[name][1] == baseline[1]).float().mean())
     if BASELINE in results:
         base_p50 = results[BASELINE]["p50_ms"]
         for entry in results.values():
@@ -193,13 +215,19 @@ def benchmark_model(name: str, args: argparse.Namespace) -> dict:
     """One record per model: a case per (size, threads) with a result per backend."""
     record: dict = {"model": name, "cases": []}
     try:
-        model, weights_note = load_model(name, args.untrained, dict(args.model_cfg), args.weights)
+        model, head, weights_note = load_model(name, args.untrained, dict(args.model_cfg), args.weights)
+        if args.labels and head is None:
+            raise ValueError(
+                "--labels needs a checkpoint with a segmentation head (the shipped or --weights)"
+            )
     except Exception as exc:  # an unknown or broken model: say so and go on with the others
         record["error"] = f"could not build {name!r}: {type(exc).__name__}: {exc}"
         print(record["error"], file=sys.stderr)
         return record
     record["weights"] = weights_note
     record["model_cfg"] = dict(args.model_cfg)
+    record["labels"] = bool(args.labels)
+    head = head if args.labels else None
     for height, width in args.sizes:
         for threads in args.threads:
             case: dict = {"size": f"{height}x{width}", "threads": threads}
@@ -212,7 +240,7 @@ def benchmark_model(name: str, args: argparse.Namespace) -> dict:
                 case["skipped"] = "--skip"
                 continue
             torch.set_num_threads(threads)
-            runners, missing = build_runners(model, args.backends, args.cache_dir)
+            runners, missing = build_runners(model, head, args.backends, args.cache_dir)
             if missing:
                 case["unavailable"] = missing
             print(
@@ -265,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         "--untrained", action="store_true", help="lightunet untrained, not the shipped weights"
     )
     parser.add_argument("--weights", type=Path, help="lightunet: this checkpoint, not the shipped one")
+    parser.add_argument(
+        "--labels",
+        action="store_true",
+        help="time the head's class ids too (a lightunet checkpoint's)",
+    )
     parser.add_argument(
         "--model-cfg",
         type=parse_model_cfg,
