@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "dtype": "float32",
         "speedup": f"{BASELINE} p50 / backend p50, same model, size and threads",
         "max_abs_diff": f"max |fused - {BASELINE} fused| on one random input, values in [0, 1]",
+        "labels_agree": f"with --labels: share of pixels given {BASELINE}'s class id",
     }
     json.dump({"meta": meta, "records": records}, sys.stdout, indent=2)
     print()
