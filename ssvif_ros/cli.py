@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 
 def size_pair(text: str, minimum: int = 1) -> tuple[int, int]:
@@ -35,3 +36,17 @@ def size_arg(minimum: int = 1) -> Callable[[str], tuple[int, int]]:
 def comma_list(text: str) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_labelled_checkpoint_args(parser: argparse.ArgumentParser, weights_help: str, limit: int) -> None:
+    """The options of the tools that run one checkpoint over a few labelled pairs (name_classes.py,
+    guide_weight.py): ``--weights``, ``--data``, ``--class-names``, ``--split``, ``--limit``."""
+    parser.add_argument("--weights", type=Path, required=True, help=weights_help)
+    parser.add_argument("--data", type=Path, nargs="+", required=True, help="labelled paired folder(s)")
+    parser.add_argument(
+        "--class-names", type=comma_list, help="names of the label ids (default: classes.json)"
+    )
+    parser.add_argument("--split", help="only pairs of this manifest split")
+    parser.add_argument(
+        "--limit", type=int, default=limit, help=f"at most this many labelled pairs (default {limit})"
+    )

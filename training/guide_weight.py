@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ssvif_ros.checkpoint import CheckpointError, atomic_write_bytes
-from ssvif_ros.cli import comma_list
+from ssvif_ros.cli import add_labelled_checkpoint_args
 from ssvif_ros.data import DatasetError
 from ssvif_ros.eval.guide_weight import markdown, weight_per_class
 from ssvif_ros.eval.naming import label_names
@@ -28,11 +28,7 @@ from ssvif_ros.eval.naming import label_names
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", type=Path, required=True, help="lightunet checkpoint with guide=learned")
-    p.add_argument("--data", type=Path, nargs="+", required=True, help="labelled paired folder(s)")
-    p.add_argument("--class-names", type=comma_list, help="names of the label ids (default: classes.json)")
-    p.add_argument("--split", help="only pairs of this manifest split")
-    p.add_argument("--limit", type=int, default=40, help="at most this many labelled pairs (default 40)")
+    add_labelled_checkpoint_args(p, "lightunet checkpoint with guide=learned", limit=40)
     p.add_argument("--out", type=Path, help="folder for guide_weight.json and guide_weight.md")
     return p
 

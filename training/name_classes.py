@@ -15,21 +15,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from ssvif_ros.checkpoint import CheckpointError
-from ssvif_ros.cli import comma_list
+from ssvif_ros.cli import add_labelled_checkpoint_args
 from ssvif_ros.data import DatasetError
 from ssvif_ros.eval.naming import label_names, match_class_names, write_class_names
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", type=Path, required=True, help="checkpoint .safetensors with a head")
-    p.add_argument("--data", type=Path, nargs="+", required=True, help="labelled paired folder(s)")
-    p.add_argument("--class-names", type=comma_list, help="names of the label ids (default: classes.json)")
-    p.add_argument("--split", help="only pairs of this manifest split")
-    p.add_argument("--limit", type=int, default=20, help="at most this many labelled pairs (default 20)")
+    add_labelled_checkpoint_args(p, "checkpoint .safetensors with a head", limit=20)
     p.add_argument(
         "--min-iou",
         type=float,
